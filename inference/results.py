@@ -1,0 +1,48 @@
+"""Typed results of the pipeline. Plain dataclasses (no torch) so they pickle across processes."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+Box = tuple[float, float, float, float]  # x1, y1, x2, y2 in the original image's pixels (after EXIF)
+
+
+@dataclass(frozen=True, slots=True)
+class Face:
+    label: str  # class name from the weights, e.g. "happy"
+    keyword: str | None  # Korean emotion keyword, e.g. "기쁨"; None for neutral
+    confidence: float
+    box: Box
+
+    @property
+    def area(self) -> float:
+        return max(0.0, self.box[2] - self.box[0]) * max(0.0, self.box[3] - self.box[1])
+
+
+@dataclass(frozen=True, slots=True)
+class DetectedObject:
+    label: str  # class name from the weights, e.g. "Glasses"
+    keyword: str | None  # Korean keyword, None when excluded (generic labels such as 남자)
+    confidence: float
+    box: Box
+
+
+@dataclass(frozen=True, slots=True)
+class CommentResult:
+    comment: str
+    keywords: list[str]
+    faces: list[Face]
+    objects: list[DetectedObject]
+    generator: str
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    image_size: tuple[int, int] = (0, 0)  # width, height after EXIF rotation
+    fallback: bool = False  # True when the post-check failed twice and a template was used
+
+    def to_json_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for item in (*data["faces"], *data["objects"]):
+            item["box"] = [round(v, 1) for v in item["box"]]
+            item["confidence"] = round(item["confidence"], 4)
+        data["timings_ms"] = {k: round(v, 2) for k, v in self.timings_ms.items()}
+        return data
