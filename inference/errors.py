@@ -57,7 +57,9 @@ class TooManyPixelsError(ImageError):
 class UnknownGeneratorError(CommentBotError):
     code = "unknown_generator"
 
-    def __init__(self, name: str, available: list[str] | tuple[str, ...] = (), user_message: str | None = None):
+    def __init__(
+        self, name: str, available: list[str] | tuple[str, ...] = (), user_message: str | None = None
+    ):
         self.name = name
         self.available = tuple(available)
         names = ", ".join(self.available) or "(없음)"
@@ -98,3 +100,10 @@ class ShuttingDownError(CommentBotError):
 
 class InferenceFailedError(CommentBotError):
     code = "inference_failed"
+
+
+class WorkerStartError(CommentBotError):
+    """The model worker did not come up (bad weights, out of memory, start timeout)."""
+
+    code = "worker_start"
+    user_message = "댓글 엔진을 시작하지 못했어요 🔧 관리자에게 알려 주세요."

@@ -44,6 +44,7 @@ class Settings(BaseSettings):
         extra="forbid",
         case_sensitive=False,
         frozen=True,
+        env_ignore_empty=True,  # `KEY=` in .env means "use the default"
     )
 
     # --- logging -------------------------------------------------------------------------------

@@ -1,0 +1,253 @@
+"""Face-emotion and (optional) object detection with ultralytics YOLO models.
+
+Both detectors take a batch of ``DecodedImage`` and return typed results with boxes in the
+original upload's pixels. The emotion detector reads ``metadata.json`` beside its weights for
+``imgsz``/``conf`` (settings override them) and, when it names a ``classifier``, relabels each
+face box with the second-stage ``inference.face_classifier.FaceEmotionClassifier``.
+
+Call ``inference.runtime.prepare_offline_ultralytics()`` before importing this module.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from PIL import Image
+from ultralytics import YOLO
+from ultralytics.utils import patches as ultralytics_patches
+
+from inference.images import DecodedImage
+from inference.labels import emotion_keyword, object_keyword
+from inference.results import Box, DetectedObject, Face
+from inference.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+# ultralytics replaces PIL.Image.open process-wide with a wrapper that, on the first file Pillow
+# cannot identify, runs check_requirements("pi-heif") (a pip install from the network) and retries.
+# Every non-image upload would trigger that. HEIC is already handled by pillow-heif
+# (inference.images), so mark ultralytics' lazy plugin as done and keep Pillow's plain behaviour.
+ultralytics_patches._pil_plugins_registered = True
+
+METADATA_FILENAME = "metadata.json"
+DEFAULT_EMOTION_IMGSZ = 640
+DEFAULT_EMOTION_CONF = 0.25
+DEFAULT_MAX_DET = 20  # more faces than this in one photo add nothing to a 4-keyword comment
+_CROP_MARGIN = 0.1  # the classifier sees a little context around the face, like its training crops
+
+
+@dataclass(frozen=True, slots=True)
+class RawBox:
+    """One detection in working-image pixels, before it is typed and mapped back."""
+
+    label: str
+    confidence: float
+    box: Box
+
+
+class FaceClassifier(Protocol):
+    """What the optional second stage (``inference.face_classifier``) provides."""
+
+    def classify(self, crops: list[Image.Image]) -> list[tuple[str, float]]: ...
+
+
+def resolve_weights(settings: Settings, value: str) -> str:
+    """A local weights file if it exists; a bare model name (``yolov10n.pt``) is passed to ultralytics
+    unchanged so that it downloads it for users with internet access."""
+    path = settings.weights_path(value)
+    if path.is_file():
+        return str(path)
+    if "/" not in value and "\\" not in value and not Path(value).is_absolute():
+        logger.warning("weights %s not found locally; letting ultralytics fetch %r", path, value)
+        return value
+    raise FileNotFoundError(f"detector weights not found: {path}")
+
+
+def read_metadata(weights_file: str) -> dict[str, Any]:
+    """``metadata.json`` beside the weights (empty when absent or unreadable)."""
+    path = Path(weights_file).parent / METADATA_FILENAME
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        logger.warning("ignoring unreadable %s: %s", path, exc)
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+class YoloRunner:
+    """One ultralytics model with fixed predict arguments; batched predict → ``RawBox`` lists."""
+
+    def __init__(self, weights: str, device: str, imgsz: int, conf: float, max_det: int) -> None:
+        self.weights = weights
+        self.model = YOLO(weights)
+        self.device = device
+        self.imgsz = imgsz
+        self.conf = conf
+        self.max_det = max_det
+        self.half = device.startswith("cuda")
+        self.names: dict[int, str] = dict(self.model.names)
+        logger.info(
+            "loaded %s (%d classes: %s) imgsz=%d conf=%.2f on %s",
+            weights,
+            len(self.names),
+            ", ".join(self.names.values()),
+            imgsz,
+            conf,
+            device,
+        )
+
+    def predict(self, images: Sequence[Image.Image]) -> list[list[RawBox]]:
+        if not images:
+            return []
+        results = self.model.predict(
+            list(images),
+            imgsz=self.imgsz,
+            conf=self.conf,
+            max_det=self.max_det,
+            device=self.device,
+            half=self.half,
+            verbose=False,
+        )
+        return [self._raw_boxes(result) for result in results]
+
+    def _raw_boxes(self, result: Any) -> list[RawBox]:
+        boxes = result.boxes
+        if boxes is None or len(boxes) == 0:
+            return []
+        xyxy = boxes.xyxy.float().cpu().tolist()
+        confs = boxes.conf.float().cpu().tolist()
+        classes = boxes.cls.int().cpu().tolist()
+        return [
+            RawBox(label=self.names.get(cls, str(cls)), confidence=conf, box=(box[0], box[1], box[2], box[3]))
+            for box, conf, cls in zip(xyxy, confs, classes, strict=True)
+        ]
+
+
+class EmotionDetector:
+    """Faces with their emotion; ``detect`` returns one ``list[Face]`` per image."""
+
+    def __init__(self, runner: YoloRunner, classifier: FaceClassifier | None = None) -> None:
+        self.runner = runner
+        self.classifier = classifier
+
+    @classmethod
+    def from_settings(cls, settings: Settings, device: str) -> EmotionDetector:
+        weights = resolve_weights(settings, settings.emotion_weights)
+        metadata = read_metadata(weights)
+        runner = YoloRunner(
+            weights,
+            device,
+            imgsz=settings.emotion_imgsz or int(metadata.get("imgsz", DEFAULT_EMOTION_IMGSZ)),
+            conf=_first_not_none(settings.emotion_conf, metadata.get("conf"), DEFAULT_EMOTION_CONF),
+            max_det=int(metadata.get("max_det", DEFAULT_MAX_DET)),
+        )
+        classifier = _load_classifier(weights, metadata.get("classifier"), device)
+        return cls(runner, classifier)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.runner.names.values())
+
+    def detect(self, images: Sequence[DecodedImage]) -> list[list[Face]]:
+        raw = self.runner.predict([item.image for item in images])
+        if self.classifier is not None:
+            raw = [self._relabel(item.image, boxes) for item, boxes in zip(images, raw, strict=True)]
+        return [
+            [
+                Face(
+                    label=box.label,
+                    keyword=emotion_keyword(box.label),
+                    confidence=box.confidence,
+                    box=item.to_original(box.box),
+                )
+                for box in boxes
+            ]
+            for item, boxes in zip(images, raw, strict=True)
+        ]
+
+    def _relabel(self, image: Image.Image, boxes: list[RawBox]) -> list[RawBox]:
+        """Second stage: the classifier's emotion replaces the detector's for each face crop."""
+        if not boxes or self.classifier is None:
+            return boxes
+        # The classifier's own crop (its training margin) when it has one, else a 10 % margin.
+        crop = getattr(self.classifier, "crop", None)
+        crops = [
+            crop(image, box.box) if callable(crop) else image.crop(_with_margin(box.box, image.size))
+            for box in boxes
+        ]
+        labels = self.classifier.classify(crops)
+        return [
+            RawBox(label=label, confidence=confidence, box=box.box)
+            for box, (label, confidence) in zip(boxes, labels, strict=True)
+        ]
+
+
+class ObjectDetector:
+    """Any ultralytics detector (e.g. ``yolov8x-oiv7.pt``); labels mapped to Korean keywords."""
+
+    def __init__(self, runner: YoloRunner) -> None:
+        self.runner = runner
+
+    @classmethod
+    def from_settings(cls, settings: Settings, device: str) -> ObjectDetector | None:
+        if not settings.object_weights:
+            return None
+        weights = resolve_weights(settings, settings.object_weights)
+        return cls(
+            YoloRunner(
+                weights,
+                device,
+                imgsz=settings.object_imgsz,
+                conf=settings.object_conf,
+                max_det=DEFAULT_MAX_DET,
+            )
+        )
+
+    def detect(self, images: Sequence[DecodedImage]) -> list[list[DetectedObject]]:
+        raw = self.runner.predict([item.image for item in images])
+        return [
+            [
+                DetectedObject(
+                    label=box.label,
+                    keyword=object_keyword(box.label),
+                    confidence=box.confidence,
+                    box=item.to_original(box.box),
+                )
+                for box in boxes
+            ]
+            for item, boxes in zip(images, raw, strict=True)
+        ]
+
+
+def _load_classifier(weights: str, filename: object, device: str) -> FaceClassifier | None:
+    if not filename:
+        return None
+    # Imported by name, and only here: the second stage is optional and ships with its weights.
+    module = importlib.import_module("inference.face_classifier")
+    path = Path(weights).parent / str(filename)
+    logger.info("loading second-stage face classifier %s", path)
+    classifier: FaceClassifier = module.FaceEmotionClassifier.load(path, device)
+    return classifier
+
+
+def _with_margin(box: Box, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    x1, y1, x2, y2 = box
+    pad_x, pad_y = (x2 - x1) * _CROP_MARGIN, (y2 - y1) * _CROP_MARGIN
+    left, top = max(0, int(x1 - pad_x)), max(0, int(y1 - pad_y))
+    right, bottom = min(size[0], int(x2 + pad_x + 1)), min(size[1], int(y2 + pad_y + 1))
+    return left, top, max(right, left + 1), max(bottom, top + 1)
+
+
+def _first_not_none(*values: object) -> float:
+    for value in values:
+        if value is not None:
+            return float(value)  # type: ignore[arg-type]
+    raise ValueError("no value")

@@ -1,0 +1,137 @@
+"""Second stage: a small CNN that re-labels the emotion of each face box the detector finds.
+
+The checkpoint carries its own config (class names, input size, crop margin, widths), so the
+runtime needs nothing but the file: ``{"config": {...}, "model": state_dict, "metrics": {...}}``.
+Crops are taken with :func:`crop_face` — the same margin the classifier was trained with.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    classes: tuple[str, ...] = ("anger", "sad", "panic", "happy", "neutral")
+    size: int = 48  # square grey input, as FER2013
+    margin: float = 0.1  # crop = box grown by this fraction of its size on every side
+    widths: tuple[int, ...] = (32, 64, 128, 256)
+    dropout: float = 0.3
+    extra: dict[str, Any] = field(default_factory=dict)  # free-form notes (training data, date)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ClassifierConfig:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        for key in ("classes", "widths"):
+            if key in known:
+                known[key] = tuple(known[key])
+        return cls(**known)
+
+
+def _block(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+    )
+
+
+class EmotionCNN(nn.Module):
+    """VGG-style blocks (two 3×3 convs, pool) → global average pool → linear."""
+
+    def __init__(self, config: ClassifierConfig) -> None:
+        super().__init__()
+        widths = (1, *config.widths)
+        self.features = nn.Sequential(*(_block(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True)))
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Dropout(config.dropout), nn.Linear(widths[-1], len(config.classes))
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.features(x)
+        return self.head(features.mean(dim=(2, 3)))
+
+
+def crop_face(image: Image.Image, box: Box, margin: float) -> Image.Image:
+    """The face box grown by ``margin`` on each side, clipped to the image."""
+    x1, y1, x2, y2 = box
+    grow_x, grow_y = (x2 - x1) * margin, (y2 - y1) * margin
+    left, top = max(0, round(x1 - grow_x)), max(0, round(y1 - grow_y))
+    right, bottom = min(image.width, round(x2 + grow_x)), min(image.height, round(y2 + grow_y))
+    if right <= left or bottom <= top:  # a degenerate box: fall back to a 1-pixel crop, never crash
+        right, bottom = min(image.width, left + 1), min(image.height, top + 1)
+    return image.crop((left, top, right, bottom))
+
+
+def to_tensor(crops: Sequence[Image.Image], size: int) -> torch.Tensor:
+    """Grey, ``size``×``size``, scaled to [0, 1]: shape (N, 1, size, size)."""
+    arrays = [
+        torch.frombuffer(
+            bytearray(c.convert("L").resize((size, size), Image.Resampling.BILINEAR).tobytes()),
+            dtype=torch.uint8,
+        )
+        for c in crops
+    ]
+    return torch.stack(arrays).view(len(crops), 1, size, size).float() / 255.0
+
+
+class FaceEmotionClassifier:
+    """Loaded classifier; ``classify`` returns (class name, probability) per crop."""
+
+    def __init__(self, model: EmotionCNN, config: ClassifierConfig, device: str) -> None:
+        self.model = model.to(device).eval()
+        self.config = config
+        self.device = device
+
+    @classmethod
+    def load(cls, path: Path, device: str = "cpu") -> FaceEmotionClassifier:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        config = ClassifierConfig.from_dict(checkpoint["config"])
+        model = EmotionCNN(config)
+        model.load_state_dict({k: v.float() for k, v in checkpoint["model"].items()})
+        logger.info("face classifier %s: classes %s, input %d", path.name, config.classes, config.size)
+        return cls(model, config, device)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.config.classes
+
+    def crop(self, image: Image.Image, box: Box) -> Image.Image:
+        return crop_face(image, box, self.config.margin)
+
+    @torch.inference_mode()
+    def probabilities(self, crops: Sequence[Image.Image]) -> torch.Tensor:
+        batch = to_tensor(crops, self.config.size).to(self.device)
+        # The mean of a crop and its mirror image: cheap test-time augmentation, steadier labels.
+        logits = self.model(batch) + self.model(torch.flip(batch, dims=(3,)))
+        return torch.softmax(logits / 2, dim=1).cpu()
+
+    def classify(self, crops: list[Image.Image]) -> list[tuple[str, float]]:
+        if not crops:
+            return []
+        probs = self.probabilities(crops)
+        confidence, index = probs.max(dim=1)
+        return [(self.classes[i], float(c)) for i, c in zip(index.tolist(), confidence.tolist(), strict=True)]
+
+
+def save_checkpoint(path: Path, model: EmotionCNN, config: ClassifierConfig, metrics: dict[str, Any]) -> None:
+    """fp16 weights (half the size; the runtime casts back to fp32) plus config and metrics."""
+    state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"config": asdict(config), "model": state, "metrics": metrics}, path)

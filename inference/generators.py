@@ -1,0 +1,283 @@
+"""Comment generators: Korean keywords → one warm Korean comment, batched per generator.
+
+Every folder ``weights/generators/<name>/`` with a ``generator.json`` (see ``inference.registry``)
+is a generator; ``seq2seq`` folders load as ``Seq2SeqGenerator`` (T5, BART …) and ``causal`` ones
+as ``CausalGenerator`` (GPT-2 …). Outputs are post-checked; an item that fails is retried once
+with sampling and then replaced by a template comment built from its keywords, so the user
+always gets a readable reply.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+from transformers.utils import logging as transformers_logging
+
+from inference.errors import UnknownGeneratorError
+from inference.keywords import format_keywords
+from inference.labels import ANGER, EMOTION_KEYWORDS, FEAR, JOY, SADNESS
+from inference.registry import GenerationConfig, GeneratorEntry, GeneratorMeta, discover_generators
+
+logger = logging.getLogger(__name__)
+transformers_logging.disable_progress_bar()  # "Loading weights" bars would flood the worker's log
+
+MAX_PROMPT_TOKENS = 64  # keyword prompts are short; this only guards against absurd input
+_HANGUL = re.compile(r"[\uac00-\ud7a3\u3131-\u318e]")
+_NOT_WORD = re.compile(r"[\W_]+")
+_SAMPLING_ONLY = ("temperature", "top_p", "top_k")
+
+
+@dataclass(frozen=True, slots=True)
+class Comment:
+    text: str
+    fallback: bool = False  # True: the model failed the post-check twice; a template was used
+
+
+class CommentGenerator(ABC):
+    """A loaded model + tokenizer that turns keyword strings into raw comment texts."""
+
+    def __init__(
+        self,
+        name: str,
+        meta: GeneratorMeta,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        device: str,
+    ) -> None:
+        self.name = name
+        self.meta = meta
+        self.model: Any = model  # transformers' generate() is too dynamic for useful static types
+        self.tokenizer = tokenizer
+        self.device = device
+
+    @classmethod
+    def load(cls, entry: GeneratorEntry, device: str) -> CommentGenerator:
+        generator_cls: type[CommentGenerator] = (
+            Seq2SeqGenerator if entry.meta.architecture == "seq2seq" else CausalGenerator
+        )
+        return generator_cls._load(entry, device)
+
+    @classmethod
+    def _load(cls, entry: GeneratorEntry, device: str) -> CommentGenerator:
+        tokenizer = AutoTokenizer.from_pretrained(entry.path, local_files_only=True)
+        model = cls._model_class().from_pretrained(entry.path, local_files_only=True)
+        if device.startswith("cuda"):
+            model = model.half()  # half the memory and faster; generation quality is unaffected
+        model = model.to(device).eval()
+        logger.info(
+            "loaded generator %s (%s) from %s on %s", entry.name, entry.meta.architecture, entry.path, device
+        )
+        return cls(entry.name, entry.meta, model, tokenizer, device)
+
+    @staticmethod
+    @abstractmethod
+    def _model_class() -> Any: ...
+
+    @abstractmethod
+    def generate(self, keyword_texts: Sequence[str], sample: bool) -> list[str]:
+        """One raw comment per keyword string (``"기쁨, 안경"``), in order."""
+
+    def prompts(self, keyword_texts: Sequence[str]) -> list[str]:
+        return [self.meta.prompt(text) for text in keyword_texts]
+
+    def generate_kwargs(self, sample: bool) -> dict[str, Any]:
+        config: GenerationConfig = self.meta.generation if sample else self.meta.eval_generation
+        kwargs = config.model_dump()
+        if not kwargs.get("do_sample"):
+            for key in _SAMPLING_ONLY:  # transformers warns about sampling settings in greedy/beam mode
+                kwargs.pop(key, None)
+        elif kwargs.get("top_k") == 0:
+            kwargs.pop("top_k")  # 0 means "off" in our metadata
+        kwargs["pad_token_id"] = self.tokenizer.pad_token_id
+        return kwargs
+
+
+class Seq2SeqGenerator(CommentGenerator):
+    """Encoder-decoder (T5, KoBART …): the prompt is the encoder input, the output is the comment."""
+
+    @staticmethod
+    def _model_class() -> Any:
+        return AutoModelForSeq2SeqLM
+
+    @torch.inference_mode()
+    def generate(self, keyword_texts: Sequence[str], sample: bool) -> list[str]:
+        inputs = self.tokenizer(
+            self.prompts(keyword_texts),
+            return_tensors="pt",
+            padding=True,
+            truncation=True,
+            max_length=MAX_PROMPT_TOKENS,
+        ).to(self.device)
+        output = self.model.generate(**inputs, **self.generate_kwargs(sample))
+        texts: list[str] = self.tokenizer.batch_decode(output, skip_special_tokens=True)
+        return [text.strip() for text in texts]
+
+
+class CausalGenerator(CommentGenerator):
+    """Decoder-only (GPT-2 …): the comment is what the model writes after the filled prompt template."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.tokenizer.padding_side = "left"  # batched prompts must end at the same position
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+
+    @staticmethod
+    def _model_class() -> Any:
+        return AutoModelForCausalLM
+
+    @torch.inference_mode()
+    def generate(self, keyword_texts: Sequence[str], sample: bool) -> list[str]:
+        inputs = self.tokenizer(
+            self.prompts(keyword_texts),
+            return_tensors="pt",
+            padding=True,
+            truncation=True,
+            max_length=MAX_PROMPT_TOKENS,
+        ).to(self.device)
+        kwargs = self.generate_kwargs(sample)
+        kwargs.setdefault("eos_token_id", self.tokenizer.eos_token_id)
+        output = self.model.generate(**inputs, **kwargs)
+        new_tokens = output[:, inputs["input_ids"].shape[1] :]  # decode only what the model added
+        texts: list[str] = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        return [_first_line(text) for text in texts]
+
+
+def _first_line(text: str) -> str:
+    """The comment ends at the first newline (the training format is one comment per line)."""
+    stripped = text.strip()
+    return stripped.split("\n", 1)[0].strip()
+
+
+# --- post-check and fallback ----------------------------------------------------------------------
+def comment_problem(text: str, keywords: Sequence[str], prompt: str = "") -> str | None:
+    """Why ``text`` is not a usable comment, or ``None`` when it is fine."""
+    if not text.strip():
+        return "empty"
+    if "\ufffd" in text:
+        return "broken characters (U+FFFD)"
+    if not _HANGUL.search(text):
+        return "no Hangul"
+    if _is_echo(text, keywords, prompt):
+        return "echo of the prompt/keywords"
+    return None
+
+
+def _is_echo(text: str, keywords: Sequence[str], prompt: str) -> bool:
+    """True when the text says nothing beyond the keywords or the prompt itself."""
+    squashed = _NOT_WORD.sub("", text)
+    if prompt and squashed == _NOT_WORD.sub("", prompt):
+        return True
+    remainder = text
+    for keyword in sorted(keywords, key=len, reverse=True):
+        remainder = remainder.replace(keyword, " ")
+    return not _HANGUL.search(remainder)
+
+
+_OPENERS: dict[str | None, tuple[str, ...]] = {
+    JOY: ("표정이 정말 환해서 보는 저까지 기분이 좋아져요! 😊", "웃는 모습이 너무 보기 좋아요! 😄"),
+    SADNESS: ("조금 울적해 보여도 괜찮아요, 오늘도 충분히 잘하고 있어요 🤗", "토닥토닥, 힘내세요! 💙"),
+    FEAR: ("깜짝 놀란 표정이 너무 생생해요! 😲", "무슨 일이 있었던 거예요? 놀란 모습도 귀여워요 😳"),
+    ANGER: ("단단히 화난 표정마저 멋있네요! 😤", "화가 나도 멋진 건 숨길 수 없네요 🔥"),
+    None: ("사진 정말 멋져요! ✨", "분위기 있는 사진이네요! 📸"),
+}
+_CLOSERS = ("오늘도 좋은 하루 보내세요! 🍀", "사진 올려 주셔서 고마워요! 💕")
+
+
+def template_comment(keywords: Sequence[str], rng: random.Random | None = None) -> str:
+    """A short warm comment built from the keywords, e.g. ``웃는 모습이 … 안경이 정말 멋져요! 👍``."""
+    pick = rng.choice if rng is not None else (lambda options: options[0])
+    emotions = [k for k in keywords if k in EMOTION_KEYWORDS]
+    things = [k for k in keywords if k not in EMOTION_KEYWORDS]
+    parts = [pick(_OPENERS[emotions[0] if emotions else None])]
+    if things:
+        parts.append(f"{things[0]}{_subject_particle(things[0])} 정말 멋져요! 👍")
+    if len(things) > 1:
+        parts.append(f"{things[1]}도 눈에 띄네요 ✨")
+    parts.append(pick(_CLOSERS))
+    return " ".join(parts)
+
+
+def _subject_particle(word: str) -> str:
+    """이 after a final consonant (안경이), 가 after a vowel (나무가)."""
+    last = word.strip()[-1:] or "가"
+    if "\uac00" <= last <= "\ud7a3":
+        return "이" if (ord(last) - 0xAC00) % 28 else "가"
+    return "이(가)"
+
+
+# --- the set of loaded generators ------------------------------------------------------------------
+class GeneratorSet:
+    """All generators found in ``weights/generators/``, loaded once; batched, post-checked comments."""
+
+    def __init__(self, generators: dict[str, CommentGenerator], default: str) -> None:
+        if not generators:
+            raise FileNotFoundError("no comment generators found (weights/generators/<name>/generator.json)")
+        self.generators = generators
+        self.default = self._lower_names().get(default.strip().lower(), "")
+        if not self.default:
+            self.default = self.names()[0]
+            logger.warning("default generator %r not found; using %r", default, self.default)
+        self.rng = random.Random()
+
+    @classmethod
+    def from_dir(cls, generators_dir: Path, device: str, default: str) -> GeneratorSet:
+        entries = discover_generators(generators_dir)
+        loaded: dict[str, CommentGenerator] = {}
+        for name, entry in entries.items():
+            try:
+                loaded[name] = CommentGenerator.load(entry, device)
+            except (OSError, ValueError) as exc:  # one broken drop-in folder must not take the others down
+                logger.error("skipping generator %s: cannot load %s (%s)", name, entry.path, exc)
+        return cls(loaded, default)
+
+    def names(self) -> list[str]:
+        return sorted(self.generators)
+
+    def _lower_names(self) -> dict[str, str]:
+        return {name.lower(): name for name in self.generators}
+
+    def resolve(self, name: str | None) -> str:
+        """Canonical generator name (case-insensitive); ``None`` → the default."""
+        if name is None or not name.strip():
+            return self.default
+        canonical = self._lower_names().get(name.strip().lower())
+        if canonical is None:
+            raise UnknownGeneratorError(name, self.names())
+        return canonical
+
+    def comments(self, name: str, keyword_lists: Sequence[Sequence[str]], sample: bool) -> list[Comment]:
+        """One post-checked comment per keyword list with generator ``name``; retries failures once."""
+        generator = self.generators[self.resolve(name)]
+        texts = [format_keywords(keywords) for keywords in keyword_lists]
+        prompts = generator.prompts(texts)
+        outputs = generator.generate(texts, sample)
+        failed = [i for i, out in enumerate(outputs) if comment_problem(out, keyword_lists[i], prompts[i])]
+        if failed:
+            retried = generator.generate([texts[i] for i in failed], sample=True)
+            for i, out in zip(failed, retried, strict=True):
+                outputs[i] = out
+        results: list[Comment] = []
+        for i, out in enumerate(outputs):
+            problem = comment_problem(out, keyword_lists[i], prompts[i])
+            if problem is None:
+                results.append(Comment(out))
+                continue
+            logger.warning("generator %s failed the post-check twice (%s): %r", generator.name, problem, out)
+            results.append(Comment(template_comment(keyword_lists[i], self.rng if sample else None), True))
+        return results

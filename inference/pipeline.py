@@ -1,0 +1,205 @@
+"""Photo in, Korean comment out: preprocess → detect → keywords → generate, for a batch of requests.
+
+``Pipeline`` holds every model, loaded once per process (the worker's, or the CLI's). A batch
+shares one detector pass per stage and one ``generate`` call per (generator, sampling) group.
+Problems a user can cause (bad image, unknown generator) are returned in that item's slot, so one
+bad photo never spoils the others; an unexpected model failure fails only the items it touched.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from PIL import Image
+
+from inference.errors import CommentBotError, InferenceFailedError
+from inference.images import DecodedImage, decode_image
+from inference.keywords import build_keywords
+from inference.results import CommentResult, DetectedObject, Face
+from inference.runtime import prepare_offline_ultralytics, resolve_device, set_torch_threads
+from inference.settings import Settings
+
+if TYPE_CHECKING:
+    from inference.detect import EmotionDetector, ObjectDetector
+    from inference.generators import GeneratorSet
+
+logger = logging.getLogger(__name__)
+
+ItemResult = CommentResult | CommentBotError
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineRequest:
+    image: bytes
+    generator: str | None = None  # None → settings.default_generator
+    sample: bool = True  # True: sampled (bot); False: deterministic (eval/benchmark)
+
+
+@dataclass(slots=True)
+class _Item:
+    """One request while it moves through the stages."""
+
+    index: int
+    generator: str
+    sample: bool
+    decoded: DecodedImage
+    timings_ms: dict[str, float]
+    faces: list[Face] = field(default_factory=list)
+    objects: list[DetectedObject] = field(default_factory=list)
+    keywords: list[str] = field(default_factory=list)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        emotion: EmotionDetector,
+        objects: ObjectDetector | None,
+        generators: GeneratorSet,
+    ) -> None:
+        self.settings = settings
+        self.emotion = emotion
+        self.objects = objects
+        self.generators = generators
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Pipeline:
+        """Load the detector(s) and every generator on the configured device."""
+        prepare_offline_ultralytics()  # before the first ultralytics import (in inference.detect)
+        from inference.detect import EmotionDetector, ObjectDetector
+        from inference.generators import GeneratorSet
+
+        set_torch_threads(settings.resolved_threads())  # after ultralytics clamped it to 1
+        device = resolve_device(settings.device)
+        logger.info("loading models on %s with %d torch threads", device, settings.resolved_threads())
+        return cls(
+            settings,
+            EmotionDetector.from_settings(settings, device),
+            ObjectDetector.from_settings(settings, device),
+            GeneratorSet.from_dir(settings.generators_dir, device, settings.default_generator),
+        )
+
+    def generator_names(self) -> list[str]:
+        return self.generators.names()
+
+    def warmup(self) -> None:
+        """One dummy pass through every stage and generator, so the first user waits for nothing."""
+        started = time.perf_counter()
+        dummy = _dummy_jpeg()
+        requests = [PipelineRequest(dummy, name, sample=False) for name in self.generator_names()]
+        for result in self.run_batch(requests):
+            if isinstance(result, CommentBotError):
+                raise RuntimeError(f"warm-up failed: {result!r}")
+        logger.info("warm-up done in %.0f ms", (time.perf_counter() - started) * 1000)
+
+    def run_batch(self, requests: Sequence[PipelineRequest]) -> list[ItemResult]:
+        """One result per request, in order; per-item problems come back as the error in that slot."""
+        started = time.perf_counter()
+        slots: list[ItemResult | None] = [None] * len(requests)
+        items = self._preprocess(requests, slots)
+        items = self._stage("emotion", items, slots, self._detect_emotions)
+        if self.objects is not None:
+            items = self._stage("objects", items, slots, self._detect_objects)
+        for item in items:
+            item.keywords = build_keywords(item.faces, item.objects, self.settings.max_keywords)
+        self._generate(items, slots)
+        total_ms = (time.perf_counter() - started) * 1000
+        for index, slot in enumerate(slots):
+            if isinstance(slot, CommentResult):
+                slot.timings_ms["total"] = total_ms
+            elif slot is None:  # defensive: every path above fills its slots
+                slots[index] = InferenceFailedError("no result produced")
+        return [slot for slot in slots if slot is not None]
+
+    # --- stages -------------------------------------------------------------------------------
+    def _preprocess(self, requests: Sequence[PipelineRequest], slots: list[ItemResult | None]) -> list[_Item]:
+        items: list[_Item] = []
+        for index, request in enumerate(requests):
+            started = time.perf_counter()
+            try:
+                generator = self.generators.resolve(request.generator)
+                decoded = decode_image(
+                    request.image,
+                    max_bytes=self.settings.max_image_bytes,
+                    max_pixels=self.settings.max_image_pixels,
+                    max_side=self.settings.max_image_side,
+                )
+            except CommentBotError as exc:
+                logger.info("request %d rejected: %s (%s)", index, exc.code, exc)
+                slots[index] = exc
+                continue
+            decode_ms = (time.perf_counter() - started) * 1000
+            items.append(_Item(index, generator, request.sample, decoded, {"decode": decode_ms}))
+        return items
+
+    def _stage(
+        self,
+        name: str,
+        items: list[_Item],
+        slots: list[ItemResult | None],
+        run: Callable[[list[_Item]], None],
+    ) -> list[_Item]:
+        """Run one batched stage, timing it; if it blows up, fail its items and keep the process alive."""
+        if not items:
+            return items
+        started = time.perf_counter()
+        try:
+            run(items)
+        except Exception as exc:
+            logger.exception("stage %s failed for %d item(s)", name, len(items))
+            for item in items:
+                slots[item.index] = InferenceFailedError(f"{name} failed: {exc!r}")
+            return []
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        for item in items:
+            item.timings_ms[name] = elapsed_ms
+        return items
+
+    def _detect_emotions(self, items: list[_Item]) -> None:
+        for item, faces in zip(items, self.emotion.detect([i.decoded for i in items]), strict=True):
+            item.faces = faces
+
+    def _detect_objects(self, items: list[_Item]) -> None:
+        assert self.objects is not None
+        for item, objects in zip(items, self.objects.detect([i.decoded for i in items]), strict=True):
+            item.objects = objects
+
+    def _generate(self, items: list[_Item], slots: list[ItemResult | None]) -> None:
+        """One batched ``generate`` per (generator, sampling mode)."""
+        groups: dict[tuple[str, bool], list[_Item]] = defaultdict(list)
+        for item in items:
+            item.timings_ms.setdefault("objects", 0.0)
+            groups[(item.generator, item.sample)].append(item)
+        for (name, sample), group in groups.items():
+
+            def run(group: list[_Item], name: str = name, sample: bool = sample) -> None:
+                comments = self.generators.comments(name, [item.keywords for item in group], sample)
+                for item, comment in zip(group, comments, strict=True):
+                    slots[item.index] = _result(item, comment.text, comment.fallback)
+
+            self._stage("generate", group, slots, run)
+
+
+def _result(item: _Item, comment: str, fallback: bool) -> CommentResult:
+    return CommentResult(
+        comment=comment,
+        keywords=item.keywords,
+        faces=item.faces,
+        objects=item.objects,
+        generator=item.generator,
+        timings_ms=item.timings_ms,
+        image_size=item.decoded.original_size,
+        fallback=fallback,
+    )
+
+
+def _dummy_jpeg() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (320, 240), (200, 180, 160)).save(buffer, format="JPEG")
+    return buffer.getvalue()

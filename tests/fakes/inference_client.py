@@ -1,0 +1,164 @@
+"""A scriptable in-process client with ``InferenceClient``'s API, for tests of the bot side only.
+
+It really decodes the image with Pillow (so corrupt files fail the same way) and enforces the same
+size, queue and per-chat limits, but writes the comment from the keywords instead of running
+models. End-to-end tests use the real ``inference.client.InferenceClient`` with tiny weights.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections import Counter
+from dataclasses import dataclass, field
+
+from PIL import Image, UnidentifiedImageError
+
+from inference.errors import (
+    ChatLimitError,
+    CommentBotError,
+    ImageTooLargeError,
+    NotAnImageError,
+    QueueFullError,
+    UnknownGeneratorError,
+)
+from inference.results import CommentResult
+from inference.transport import Job, JobOutcome, TransportCounters, WorkerInfo
+
+
+@dataclass
+class FakeQueueStats:
+    jobs_done: int = 0
+    jobs_rejected: int = 0
+    jobs_failed: int = 0
+    latency_p50_ms: float | None = None
+    latency_p95_ms: float | None = None
+    queue_depth: int = 0
+    in_flight: int = 0
+    batch_size_counts: dict[int, int] = field(default_factory=dict)
+    worker_restarts: int = 0
+
+
+class FakeInferenceClient:
+    def __init__(
+        self,
+        generators: tuple[str, ...] = ("gpt2", "t5"),
+        default_generator: str = "t5",
+        *,
+        max_pending: int = 64,
+        per_chat_limit: int = 3,
+        max_image_bytes: int = 20 * 1024 * 1024,
+        delay_s: float = 0.0,
+    ) -> None:
+        self.generators = generators
+        self.default_generator = default_generator
+        self.max_pending = max_pending
+        self.per_chat_limit = per_chat_limit
+        self.max_image_bytes = max_image_bytes
+        self.delay_s = delay_s
+        self.fail_with: BaseException | None = None  # raised by the next comment() calls
+        self.calls: list[tuple[str, str | None]] = []  # (chat_key, generator)
+        self._stats = FakeQueueStats()
+        self._per_chat: Counter[str] = Counter()
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    def generator_names(self) -> list[str]:
+        return sorted(self.generators)
+
+    def stats(self) -> FakeQueueStats:
+        return self._stats
+
+    async def comment(self, image: bytes, *, chat_key: str, generator: str | None = None) -> CommentResult:
+        self.calls.append((chat_key, generator))
+        if self.fail_with is not None:
+            raise self.fail_with
+        if len(image) > self.max_image_bytes:
+            self._stats.jobs_rejected += 1
+            raise ImageTooLargeError(f"{len(image)} bytes")
+        if self._stats.in_flight >= self.max_pending:
+            self._stats.jobs_rejected += 1
+            raise QueueFullError("fake queue full")
+        if self._per_chat[chat_key] >= self.per_chat_limit:
+            self._stats.jobs_rejected += 1
+            raise ChatLimitError(chat_key)
+        name = generator or self.default_generator
+        if name not in self.generators:
+            raise UnknownGeneratorError(name, self.generator_names())
+        self._stats.in_flight += 1
+        self._per_chat[chat_key] += 1
+        try:
+            size = _decode(image)
+            await asyncio.sleep(self.delay_s)
+        except CommentBotError:
+            self._stats.jobs_failed += 1
+            raise
+        finally:
+            self._stats.in_flight -= 1
+            self._per_chat[chat_key] -= 1
+        self._stats.jobs_done += 1
+        keywords = ["기쁨"] if size[0] >= size[1] else ["평온"]
+        return CommentResult(
+            comment=f"{', '.join(keywords)} 가득한 사진이네요 😊✨ ({name})",
+            keywords=keywords,
+            faces=[],
+            objects=[],
+            generator=name,
+            image_size=size,
+        )
+
+
+def _decode(image: bytes) -> tuple[int, int]:
+    try:
+        with Image.open(io.BytesIO(image)) as img:
+            img.load()
+            return img.size
+    except (UnidentifiedImageError, OSError) as exc:
+        raise NotAnImageError(str(exc)) from None
+
+
+class GatedTransport:
+    """A ``Transport`` for the real ``InferenceClient`` whose jobs finish only when ``release`` is set,
+    so tests can hold the queue full deterministically. Results are built like the fake client's."""
+
+    def __init__(self, generators: tuple[str, ...] = ("gpt2", "t5"), default_generator: str = "t5") -> None:
+        self.generators = generators
+        self.default_generator = default_generator
+        self.release = asyncio.Event()
+        self.submitted: list[Job] = []
+        self._running = 0
+
+    async def start(self) -> WorkerInfo:
+        return WorkerInfo(pid=0, device="cpu", generator_names=list(self.generators), load_s=0.0)
+
+    async def submit(self, job: Job) -> JobOutcome:
+        self.submitted.append(job)
+        self._running += 1
+        try:
+            await self.release.wait()
+        finally:
+            self._running -= 1
+        name = job.generator or self.default_generator
+        try:
+            size = _decode(job.image)
+        except CommentBotError as exc:
+            return JobOutcome(job.job_id, error=exc, batch_size=1)
+        result = CommentResult(
+            comment=f"천천히 봐도 멋진 사진이에요 😊 ({name})",
+            keywords=["기쁨"],
+            faces=[],
+            objects=[],
+            generator=name,
+            image_size=size,
+        )
+        return JobOutcome(job.job_id, result=result, batch_size=1)
+
+    async def close(self, timeout_s: float) -> None:
+        self.release.set()
+
+    def counters(self) -> TransportCounters:
+        return TransportCounters(waiting=0, running=self._running, restarts=0, batch_size_counts={})

@@ -1,0 +1,241 @@
+"""Comment generators with real (tiny, random) transformers models: registry, batching, post-check,
+retry and the template fallback."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from inference.errors import UnknownGeneratorError
+from inference.generators import (
+    CausalGenerator,
+    CommentGenerator,
+    GeneratorSet,
+    Seq2SeqGenerator,
+    comment_problem,
+    template_comment,
+)
+from inference.registry import discover_generators
+
+HANGUL_ONLY = re.compile(r"^ ?[\uac00-\ud7a3][\uac00-\ud7a3 ]*$")  # at least one syllable
+
+
+@pytest.fixture(scope="module")
+def generators(tiny_weights_dir: Path) -> GeneratorSet:
+    return GeneratorSet.from_dir(tiny_weights_dir / "generators", "cpu", default="t5")
+
+
+def copy_generator(source: Path, target: Path, **meta_changes: Any) -> Path:
+    """A drop-in generator folder: a copy of ``source`` with ``generator.json`` fields changed."""
+    shutil.copytree(source, target)
+    meta_file = target / "generator.json"
+    meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    for key, value in meta_changes.items():
+        if isinstance(value, dict) and isinstance(meta.get(key), dict):
+            meta[key].update(value)
+        else:
+            meta[key] = value
+    meta_file.write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+    return target
+
+
+def token_ids(generator: CommentGenerator, hangul: bool) -> list[int]:
+    """Ids of vocabulary tokens that decode to pure Hangul text (``hangul=True``) or all others."""
+    vocab_size = len(generator.tokenizer)
+    pure = {i for i in range(vocab_size) if HANGUL_ONLY.match(generator.tokenizer.decode([i]))}
+    return sorted(pure) if hangul else sorted(set(range(vocab_size)) - pure)
+
+
+def test_registry_loads_every_generator_folder(generators: GeneratorSet) -> None:
+    assert generators.names() == ["gpt2", "t5"]
+    assert isinstance(generators.generators["t5"], Seq2SeqGenerator)
+    assert isinstance(generators.generators["gpt2"], CausalGenerator)
+    assert generators.resolve(None) == "t5"
+    assert generators.resolve("GPT2") == "gpt2"
+
+
+def test_unknown_generator_lists_the_available_ones(generators: GeneratorSet) -> None:
+    with pytest.raises(UnknownGeneratorError) as caught:
+        generators.resolve("kogpt")
+    assert caught.value.available == ("gpt2", "t5")
+    assert "gpt2, t5" in caught.value.user_message
+    assert "kogpt" in caught.value.user_message
+
+
+def test_missing_default_falls_back_to_an_existing_generator(tiny_weights_dir: Path) -> None:
+    generators = GeneratorSet.from_dir(tiny_weights_dir / "generators", "cpu", default="nope")
+    assert generators.default in generators.names()
+
+
+def test_drop_in_folder_adds_a_generator_and_broken_ones_are_skipped(
+    tiny_weights_dir: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "generators"
+    shutil.copytree(tiny_weights_dir / "generators", folder)
+    copy_generator(folder / "t5", folder / "t5-friendly", description="drop-in")
+    broken_meta = copy_generator(folder / "gpt2", folder / "broken-meta")
+    (broken_meta / "generator.json").write_text("{not json", encoding="utf-8")
+    missing_model = copy_generator(folder / "gpt2", folder / "no-model")
+    (missing_model / "model.safetensors").unlink()
+    (missing_model / "config.json").unlink()
+
+    generators = GeneratorSet.from_dir(folder, "cpu", default="t5")
+    assert generators.names() == ["gpt2", "t5", "t5-friendly"]
+    comments = generators.comments("t5-friendly", [["기쁨", "안경"]], sample=False)
+    assert len(comments) == 1 and comments[0].text
+
+
+def test_no_generators_is_a_clear_startup_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="generator"):
+        GeneratorSet.from_dir(tmp_path, "cpu", default="t5")
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("", "empty"),
+        ("   ", "empty"),
+        ("멋져요 \ufffd", "broken characters (U+FFFD)"),
+        ("So nice! 😊", "no Hangul"),
+        ("기쁨, 안경", "echo of the prompt/keywords"),
+        ("기쁨 안경!! 😊", "echo of the prompt/keywords"),
+        ("안경이 정말 잘 어울려요! 😊", None),
+    ],
+)
+def test_post_check(text: str, problem: str | None) -> None:
+    assert comment_problem(text, ["기쁨", "안경"]) == problem
+
+
+def test_post_check_catches_an_echoed_prompt_template() -> None:
+    prompt = "키워드: 기쁨, 안경\n댓글:"
+    assert comment_problem("키워드: 기쁨, 안경 댓글:", ["기쁨", "안경"], prompt) is not None
+
+
+def test_garbage_output_is_retried_once_then_replaced_by_a_template(
+    generators: GeneratorSet, tiny_weights_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A generator that cannot write Hangul (all Hangul tokens suppressed) always fails the check."""
+    probe = generators.generators["gpt2"]
+    no_hangul = {"suppress_tokens": token_ids(probe, hangul=True), "max_new_tokens": 8}
+    folder = tmp_path / "generators"
+    copy_generator(
+        tiny_weights_dir / "generators" / "gpt2",
+        folder / "mute",
+        generation=no_hangul,
+        eval_generation=no_hangul,
+    )
+    garbage = GeneratorSet.from_dir(folder, "cpu", default="mute")
+    mute = garbage.generators["mute"]
+    calls: list[tuple[int, bool]] = []
+    real_generate = mute.generate
+
+    def recording_generate(texts: list[str], sample: bool) -> list[str]:
+        outputs = real_generate(texts, sample)
+        assert all(comment_problem(out, []) is not None for out in outputs)
+        calls.append((len(texts), sample))
+        return outputs
+
+    monkeypatch.setattr(mute, "generate", recording_generate)
+    comments = garbage.comments("mute", [["기쁨", "안경"], ["슬픔", "나무"]], sample=False)
+
+    assert calls == [(2, False), (2, True)]  # one batched try, one sampled retry of the failures
+    assert [c.fallback for c in comments] == [True, True]
+    assert "안경이 정말 멋져요" in comments[0].text
+    assert "나무가 정말 멋져요" in comments[1].text
+    assert all(comment_problem(c.text, []) is None for c in comments)
+
+
+@pytest.mark.parametrize("name", ["t5", "gpt2"])
+def test_valid_model_output_is_returned_as_is(
+    name: str, generators: GeneratorSet, tiny_weights_dir: Path, tmp_path: Path
+) -> None:
+    """Restricting the random model to Hangul tokens makes its greedy output pass the check."""
+    probe = generators.generators[name]
+    hangul_only = {
+        "suppress_tokens": token_ids(probe, hangul=False),
+        "max_new_tokens": 6,
+        "do_sample": False,
+        "num_beams": 1,
+    }
+    folder = tmp_path / "generators"
+    copy_generator(
+        tiny_weights_dir / "generators" / name,
+        folder / name,
+        generation=hangul_only,
+        eval_generation=hangul_only,
+    )
+    constrained = GeneratorSet.from_dir(folder, "cpu", default=name)
+    raw = constrained.generators[name].generate(["기쁨, 안경"], sample=False)
+    comments = constrained.comments(name, [["기쁨", "안경"]], sample=False)
+    assert comments[0].fallback is False
+    assert comments[0].text == raw[0]
+    assert HANGUL_ONLY.match(comments[0].text)
+
+
+@pytest.mark.parametrize("name", ["t5", "gpt2"])
+def test_batched_generation_matches_one_by_one(name: str, generators: GeneratorSet) -> None:
+    """Padding (left padding for GPT-2) must not change what the model writes for a prompt."""
+    generator = generators.generators[name]
+    prompts = ["기쁨", "슬픔, 고양이, 꽃, 하늘", "공포, 자동차"]
+    batched = generator.generate(prompts, sample=False)
+    single = [generator.generate([p], sample=False)[0] for p in prompts]
+    assert batched == single
+
+
+@pytest.mark.parametrize("name", ["t5", "gpt2"])
+def test_token_budget_is_respected(
+    name: str, generators: GeneratorSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    generator = generators.generators[name]
+    new_token_counts: list[int] = []
+    real_generate = generator.model.generate
+
+    def measuring_generate(**kwargs: Any) -> Any:
+        output = real_generate(**kwargs)
+        prompt_length = 0 if name == "t5" else kwargs["input_ids"].shape[1]
+        new_token_counts.append(output.shape[1] - prompt_length)
+        return output
+
+    monkeypatch.setattr(generator.model, "generate", measuring_generate)
+    generator.generate(["기쁨, 안경", "슬픔"], sample=True)
+    budget = generator.meta.generation.max_new_tokens
+    assert new_token_counts and all(count <= budget + 1 for count in new_token_counts)  # +1: T5's start token
+
+
+def test_causal_output_stops_at_the_first_newline(generators: GeneratorSet) -> None:
+    generator = generators.generators["gpt2"]
+    for text in generator.generate(["기쁨", "분노, 차"], sample=True):
+        assert "\n" not in text
+
+
+def test_sampling_settings_follow_the_metadata(generators: GeneratorSet) -> None:
+    generator = generators.generators["t5"]
+    sampled = generator.generate_kwargs(sample=True)
+    assert sampled["do_sample"] is True
+    assert sampled["temperature"] == generator.meta.generation.temperature
+    deterministic = generator.generate_kwargs(sample=False)
+    assert deterministic["do_sample"] is False
+    assert "temperature" not in deterministic and "top_p" not in deterministic
+    assert deterministic["num_beams"] == generator.meta.eval_generation.num_beams
+
+
+def test_template_comment_uses_keywords_and_particles() -> None:
+    assert "안경이 정말 멋져요" in template_comment(["기쁨", "안경", "나무"])
+    assert "나무도" in template_comment(["기쁨", "안경", "나무"])
+    assert "나무가 정말 멋져요" in template_comment(["나무"])
+    joy, sad = template_comment(["기쁨"]), template_comment(["슬픔"])
+    assert joy != sad
+    for keywords in (["기쁨"], ["슬픔", "차"], ["공포"], ["분노", "재킷"], [], ["Wi-Fi"]):
+        text = template_comment(keywords)
+        assert comment_problem(text, keywords) is None
+
+
+def test_discover_sees_the_tiny_generators(tiny_weights_dir: Path) -> None:
+    entries = discover_generators(tiny_weights_dir / "generators")
+    assert entries["t5"].meta.architecture == "seq2seq"
+    assert entries["gpt2"].meta.architecture == "causal"

@@ -1,0 +1,231 @@
+"""The whole pipeline with tiny random models (and once with the shipped weights when present)."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from inference.errors import (
+    EmptyImageError,
+    InferenceFailedError,
+    NotAnImageError,
+    TruncatedImageError,
+    UnknownGeneratorError,
+)
+from inference.images import decode_image
+from inference.keywords import format_keywords, parse_keywords
+from inference.pipeline import Pipeline, PipelineRequest
+from inference.results import CommentResult
+from inference.settings import DEFAULT_WEIGHTS_DIR, Settings
+from tests.conftest import make_settings
+from tests.fixtures import images as corpus
+from tests.fixtures.tiny_models import make_tiny_detector
+
+STAGES = {"decode", "emotion", "objects", "generate", "total"}
+
+
+def has_hangul(text: str) -> bool:
+    return any("\uac00" <= ch <= "\ud7a3" for ch in text)
+
+
+@pytest.fixture(scope="module")
+def pipeline(tiny_weights_dir: Path) -> Pipeline:
+    loaded = Pipeline.from_settings(make_settings(tiny_weights_dir))
+    loaded.warmup()
+    return loaded
+
+
+def run_one(pipeline: Pipeline, data: bytes, **kwargs: object) -> CommentResult:
+    (result,) = pipeline.run_batch([PipelineRequest(data, **kwargs)])  # type: ignore[arg-type]
+    assert isinstance(result, CommentResult), result
+    return result
+
+
+def assert_inside(result: CommentResult) -> None:
+    width, height = result.image_size
+    for item in (*result.faces, *result.objects):
+        x1, y1, x2, y2 = item.box
+        assert 0 <= x1 <= x2 <= width and 0 <= y1 <= y2 <= height, item
+
+
+@pytest.mark.parametrize("photo", ["bus_jpg", "zidane_jpg"])
+def test_photo_in_korean_comment_out(photo: str, pipeline: Pipeline, request: pytest.FixtureRequest) -> None:
+    path: Path = request.getfixturevalue(photo)
+    result = run_one(pipeline, path.read_bytes())
+    assert has_hangul(result.comment)
+    assert result.keywords and len(result.keywords) <= pipeline.settings.max_keywords
+    assert parse_keywords(format_keywords(result.keywords)) == result.keywords
+    assert result.generator == "t5"
+    assert result.image_size == Image.open(path).size
+    assert set(result.timings_ms) == STAGES
+    assert all(value >= 0 for value in result.timings_ms.values())
+    assert result.faces, "the tiny detector runs with conf=0 and must report boxes"
+    assert {face.label for face in result.faces} <= set(pipeline.emotion.names)
+    assert_inside(result)
+    line = json.dumps(result.to_json_dict(), ensure_ascii=False)
+    assert json.loads(line)["faces"][0]["box"] == [round(v, 1) for v in result.faces[0].box]
+
+
+def test_boxes_are_reported_in_original_pixels_after_exif_and_downscale(
+    tiny_weights_dir: Path, pipeline: Pipeline
+) -> None:
+    """A big EXIF-rotated JPEG gives exactly the boxes of its working image, scaled to the upload."""
+    settings = make_settings(tiny_weights_dir, max_image_side=640)
+    small_pipeline = Pipeline(settings, pipeline.emotion, pipeline.objects, pipeline.generators)
+    upload = corpus.large_jpeg((4000, 3000), orientation=6)  # stored as 3000×4000, shown as 4000×3000
+    working = decode_image(upload, max_side=640)
+    assert working.image.size == (640, 480)
+
+    big = run_one(small_pipeline, upload, sample=False)
+    same_pixels = run_one(small_pipeline, corpus.encode(working.image, "PNG"), sample=False)
+
+    assert big.image_size == (4000, 3000)
+    assert same_pixels.image_size == (640, 480)
+    assert len(big.faces) == len(same_pixels.faces) > 0
+    scale = 4000 / 640
+    for face, reference in zip(big.faces, same_pixels.faces, strict=True):
+        assert face.label == reference.label
+        assert face.box == pytest.approx(tuple(v * scale for v in reference.box), abs=1e-3)
+    assert_inside(big)
+    assert max(face.box[2] for face in big.faces) > 640  # really scaled up, not working pixels
+
+
+def test_batch_returns_per_item_errors_in_order(pipeline: Pipeline, bus_jpg: Path) -> None:
+    photo = bus_jpg.read_bytes()
+    hostile = corpus.hostile_images()
+    results = pipeline.run_batch(
+        [
+            PipelineRequest(photo),
+            PipelineRequest(b""),
+            PipelineRequest(photo, generator="nope"),
+            PipelineRequest(hostile["truncated_jpeg"][0]),
+            PipelineRequest(photo, generator="GPT2", sample=False),
+            PipelineRequest(b"hello, not a photo"),
+        ]
+    )
+    assert len(results) == 6
+    assert isinstance(results[0], CommentResult) and results[0].generator == "t5"
+    assert isinstance(results[1], EmptyImageError)
+    assert isinstance(results[2], UnknownGeneratorError) and results[2].available == ("gpt2", "t5")
+    assert isinstance(results[3], TruncatedImageError)
+    assert isinstance(results[4], CommentResult) and results[4].generator == "gpt2"
+    assert isinstance(results[5], NotAnImageError)
+
+
+def test_empty_batch(pipeline: Pipeline) -> None:
+    assert pipeline.run_batch([]) == []
+
+
+def test_non_images_never_reach_ultralytics_pip_install(pipeline: Pipeline) -> None:
+    """ultralytics patches PIL.Image.open to pip-install pi-heif on unknown files; we disable that."""
+    from ultralytics.utils import patches
+
+    assert patches._pil_plugins_registered is True
+    (result,) = pipeline.run_batch([PipelineRequest(b"\x00\x01garbage" * 10)])
+    assert isinstance(result, NotAnImageError)
+    assert "pi_heif" not in str(result)
+
+
+def test_deterministic_mode_is_repeatable(pipeline: Pipeline, zidane_jpg: Path) -> None:
+    data = zidane_jpg.read_bytes()
+    first = run_one(pipeline, data, sample=False)
+    second = run_one(pipeline, data, sample=False)
+    assert first.comment == second.comment
+    assert first.keywords == second.keywords
+
+
+def test_a_failing_generator_fails_only_its_items(
+    tiny_weights_dir: Path, tmp_path: Path, bus_jpg: Path
+) -> None:
+    """A generator whose generate() raises (impossible settings) fails its items, not the batch."""
+    weights = tmp_path / "weights"
+    shutil.copytree(tiny_weights_dir, weights)
+    broken = weights / "generators" / "broken"
+    shutil.copytree(weights / "generators" / "gpt2", broken)
+    meta = json.loads((broken / "generator.json").read_text(encoding="utf-8"))
+    meta["eval_generation"]["num_return_sequences"] = 3  # greedy search cannot return 3 sequences
+    (broken / "generator.json").write_text(json.dumps(meta), encoding="utf-8")
+    loaded = Pipeline.from_settings(make_settings(weights))
+    photo = bus_jpg.read_bytes()
+    results = loaded.run_batch(
+        [PipelineRequest(photo, "broken", sample=False), PipelineRequest(photo, "t5", sample=False)]
+    )
+    assert isinstance(results[0], InferenceFailedError)
+    assert isinstance(results[1], CommentResult)
+
+
+def test_four_class_model_works_unchanged(tiny_weights_dir: Path, tmp_path: Path, zidane_jpg: Path) -> None:
+    weights = tmp_path / "weights"
+    make_tiny_detector(weights / "emotion" / "model.pt", ["anger", "sad", "panic", "happy"])
+    shutil.copytree(tiny_weights_dir / "generators", weights / "generators")
+    loaded = Pipeline.from_settings(make_settings(weights))
+    assert loaded.emotion.names == ["anger", "sad", "panic", "happy"]
+    result = run_one(loaded, zidane_jpg.read_bytes())
+    assert result.faces
+    assert all(face.keyword in {"분노", "슬픔", "공포", "기쁨"} for face in result.faces)
+    assert result.keywords[0] in {"분노", "슬픔", "공포", "기쁨"}
+
+
+def test_settings_override_detector_metadata(tiny_weights_dir: Path, bus_jpg: Path) -> None:
+    loaded = Pipeline.from_settings(make_settings(tiny_weights_dir, emotion_conf=0.99, emotion_imgsz=256))
+    assert loaded.emotion.runner.imgsz == 256
+    result = run_one(loaded, bus_jpg.read_bytes())
+    assert result.faces == []  # nothing in a random model reaches 99 %
+    assert result.keywords == ["기쁨"]  # the fallback keyword set still gives a comment
+    assert has_hangul(result.comment)
+
+
+def test_second_stage_classifier_relabels_faces(
+    tiny_weights_dir: Path, tmp_path: Path, zidane_jpg: Path
+) -> None:
+    face_classifier = pytest.importorskip("inference.face_classifier")
+    weights = tmp_path / "weights"
+    shutil.copytree(tiny_weights_dir, weights)
+    config = face_classifier.ClassifierConfig(classes=("sadness", "surprise"), widths=(8, 16))
+    model = face_classifier.EmotionCNN(config)
+    face_classifier.save_checkpoint(weights / "emotion" / "classifier.pt", model, config, {})
+    metadata_file = weights / "emotion" / "metadata.json"
+    metadata = json.loads(metadata_file.read_text(encoding="utf-8"))
+    metadata["classifier"] = "classifier.pt"
+    metadata_file.write_text(json.dumps(metadata), encoding="utf-8")
+
+    loaded = Pipeline.from_settings(make_settings(weights))
+    result = run_one(loaded, zidane_jpg.read_bytes())
+    assert result.faces
+    assert {face.label for face in result.faces} <= {"sadness", "surprise"}
+    assert {face.keyword for face in result.faces} <= {"슬픔", "공포"}
+    assert all(0.5 <= face.confidence <= 1.0 for face in result.faces)  # softmax top of 2 classes
+
+
+def test_missing_emotion_weights_is_a_clear_startup_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="weights"):
+        Pipeline.from_settings(make_settings(tmp_path, emotion_weights="emotion/missing.pt"))
+
+
+def test_generator_names(pipeline: Pipeline) -> None:
+    assert pipeline.generator_names() == ["gpt2", "t5"]
+
+
+def _shipped_weights_ready() -> bool:
+    return (DEFAULT_WEIGHTS_DIR / "emotion" / "model.pt").is_file() and any(
+        (DEFAULT_WEIGHTS_DIR / "generators").glob("*/generator.json")
+    )
+
+
+@pytest.mark.skipif(not _shipped_weights_ready(), reason="shipped weights not in weights/ yet")
+def test_shipped_weights_comment_on_a_photo_with_faces(zidane_jpg: Path) -> None:
+    settings = Settings(_env_file=None, weights_dir=DEFAULT_WEIGHTS_DIR, device="cpu", torch_threads=2)  # type: ignore[call-arg]
+    loaded = Pipeline.from_settings(settings)
+    buffer = io.BytesIO()
+    Image.open(zidane_jpg).save(buffer, format="PNG")
+    for name in loaded.generator_names():
+        result = run_one(loaded, buffer.getvalue(), generator=name, sample=False)
+        assert has_hangul(result.comment)
+        assert "\ufffd" not in result.comment
+        assert result.faces, "the trained detector must find the faces in zidane.jpg"
+        assert_inside(result)

@@ -1,0 +1,114 @@
+"""Scriptable stand-in pipelines for the queue tests, loaded *inside the worker process*.
+
+The worker resolves ``"tests.test_queue_fakes:FakePipeline.from_settings"`` in its spawned child, so
+this module must stay importable there and light (no torch, no test fixtures). Each photo's bytes
+script what happens to it:
+
+    b"ok:<text>"     comment "<text>"
+    b"sleep:<s>"     the batch takes at least <s> seconds (the slowest photo decides: one pass per batch)
+    b"fail"          run_batch raises (the worker must isolate the job)
+    b"bad"           NotAnImageError in that slot
+    b"crash"         the worker process dies with os._exit(3)
+    b"pid"           comment is the worker's pid
+    b"tokens"        comment shows the bot tokens the worker received
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from inference.errors import CommentBotError, NotAnImageError, UnknownGeneratorError
+from inference.results import CommentResult
+from inference.settings import Settings
+
+GENERATORS = ("gpt2", "t5")
+
+
+@dataclass(frozen=True, slots=True)
+class FakeRequest:
+    image: bytes
+    generator: str | None = None
+    sample: bool = True
+
+
+class FakePipeline:
+    request_type = FakeRequest
+    device = "fake"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.default_generator = settings.default_generator
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FakePipeline:
+        return cls(settings)
+
+    def generator_names(self) -> list[str]:
+        return list(GENERATORS)
+
+    def warmup(self) -> None:
+        self.run_batch([FakeRequest(b"ok:warmup")])
+
+    def run_batch(self, requests: Sequence[FakeRequest]) -> list[CommentResult | CommentBotError]:
+        images = [r.image for r in requests]
+        if b"crash" in images:
+            os._exit(3)
+        if b"fail" in images:
+            raise RuntimeError("scripted pipeline failure")
+        time.sleep(max((_sleep_s(image) for image in images), default=0.0))
+        return [self._answer(r, len(requests)) for r in requests]
+
+    def _answer(self, request: FakeRequest, batch_size: int) -> CommentResult | CommentBotError:
+        generator = request.generator or self.default_generator
+        if generator not in GENERATORS:
+            return UnknownGeneratorError(generator, GENERATORS)
+        if request.image == b"bad":
+            return NotAnImageError("scripted bad image")
+        text = request.image.decode(errors="replace")
+        if request.image == b"pid":
+            text = str(os.getpid())
+        elif request.image == b"tokens":
+            text = f"{self.settings.telegram_bot_token}|{self.settings.discord_bot_token}"
+        return CommentResult(
+            comment=text.removeprefix("ok:"),
+            keywords=[],
+            faces=[],
+            objects=[],
+            generator=generator,
+            timings_ms={"batch_size": float(batch_size)},
+        )
+
+
+class BrokenPipeline(FakePipeline):
+    """Fails while loading, like missing or corrupt weights."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FakePipeline:
+        raise FileNotFoundError("emotion/model.pt not found (scripted)")
+
+
+class SlowLoadingPipeline(FakePipeline):
+    """Takes far longer to load than any start timeout in the tests."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FakePipeline:
+        time.sleep(120)
+        return cls(settings)
+
+
+def _sleep_s(image: bytes) -> float:
+    if image.startswith(b"sleep:"):
+        return float(image.removeprefix(b"sleep:"))
+    return 0.0
+
+
+class FixedCostPipeline(FakePipeline):
+    """Every batch costs the same 50 ms whatever its size, like a model whose work is per pass:
+    batching must then multiply throughput."""
+
+    def run_batch(self, requests: Sequence[FakeRequest]) -> list[CommentResult | CommentBotError]:
+        time.sleep(0.05)
+        return [self._answer(r, len(requests)) for r in requests]

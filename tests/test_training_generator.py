@@ -1,0 +1,419 @@
+"""Generator training and evaluation end to end on tiny data and tiny models (offline, seconds).
+
+Like transformers' example tests, the CLIs run in-process with ``sys.argv`` patched.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import unicodedata
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedModel, T5Config, T5ForConditionalGeneration
+
+from inference.generators import CommentGenerator
+from inference.registry import discover_generators
+from training import evaluate_generator, train_generator
+from training.augment import (
+    attach_particle,
+    augment_pairs,
+    replace_word,
+    swap_object_keywords,
+    unseen_keyword_pairs,
+)
+from training.data import (
+    DEFAULT_DATA,
+    Pair,
+    holdout_object_names,
+    load_object_names,
+    load_pairs,
+    split_pairs,
+)
+from training.tokenizer import train_tokenizer
+
+EMOTIONS = ("기쁨", "슬픔", "공포", "분노")
+OBJECTS = ("안경", "나무", "자전거", "책", "모자", "고양이", "연필", "자동차")
+EXTRA_NAMES = (
+    "기타",
+    "바이올린",
+    "캥거루",
+    "토스터",
+    "헬리콥터",
+    "파인애플",
+    "해바라기",
+    "우산",
+    "시계",
+    "사과",
+)
+TEMPLATES = (
+    "{emotion_text} {obj}이 정말 멋져요! 😊",
+    "{obj}과 함께한 순간이네요 ✨ {emotion_text}",
+    "{emotion_text} 😢 {obj}을 보니 마음이 따뜻해져요 🌳",
+    "와! {obj}이 눈에 띄네요 🎉 {emotion_text}",
+)
+EMOTION_TEXT = {
+    "기쁨": "행복해 보여요!",
+    "슬픔": "힘내세요…",
+    "공포": "무서운 분위기네요!",
+    "분노": "화가 나 보이네요!",
+}
+TINY_SIZE = ["--d-model", "32", "--d-ff", "64", "--heads", "2", "--layers", "1", "--decoder-layers", "1"]
+
+
+def fixture_pairs(count: int = 48) -> list[Pair]:
+    """Pairs shaped like the shared data: emotion + objects → comment with emojis and particles."""
+    rng = random.Random(0)
+    pairs = []
+    for i in range(count):
+        emotion = EMOTIONS[i % len(EMOTIONS)]
+        obj = OBJECTS[(i * 3) % len(OBJECTS)]
+        comment = TEMPLATES[i % len(TEMPLATES)].format(emotion_text=EMOTION_TEXT[emotion], obj=obj)
+        comment = replace_word(comment, obj, obj)  # fixes 이/가, 과/와, 을/를 for the object
+        keywords = f"{emotion}, {obj}" if i % 5 else emotion
+        if not i % 5:
+            comment = f"{EMOTION_TEXT[emotion]} {rng.choice(['😊', '😱', '💔'])}"
+        pairs.append(Pair(keywords=keywords, comment=comment))
+    return pairs
+
+
+@pytest.fixture(scope="module")
+def data_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("generator-data")
+    data = folder / "pairs.jsonl"
+    data.write_text(
+        "".join(
+            json.dumps({"keywords": p.keywords, "comment": p.comment}, ensure_ascii=False) + "\n"
+            for p in fixture_pairs()
+        ),
+        encoding="utf-8",
+    )
+    names = folder / "names.json"
+    all_names = [*OBJECTS, *EXTRA_NAMES, "박쥐 (동물)"]
+    names.write_text(
+        json.dumps({str(i): n for i, n in enumerate(all_names)}, ensure_ascii=False), encoding="utf-8"
+    )
+    return data, names
+
+
+def run_training(
+    monkeypatch: pytest.MonkeyPatch, data_files: tuple[Path, Path], output: Path, *extra: str
+) -> None:
+    data, names = data_files
+    argv = [
+        "train_generator",
+        "--data", str(data),
+        "--object-names", str(names),
+        "--output", str(output),
+        "--val-size", "6",
+        "--test-size", "6",
+        "--holdout-names", "3",
+        "--batch-size", "8",
+        "--max-steps", "3",
+        "--threads", "1",
+        "--no-progress",
+        *extra,
+    ]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    assert train_generator.main() == 0
+
+
+def check_generator_folder(folder: Path, architecture: str) -> None:
+    """The folder is what the bot loads: registry metadata + model + tokenizer that generate text."""
+    entries = discover_generators(folder.parent)
+    entry = entries[folder.name]
+    assert entry.meta.architecture == architecture
+    assert "{keywords}" in entry.meta.prompt_template
+    training = entry.meta.training
+    assert len(training["data_sha256"]) == 64
+    assert training["params"] > 0
+    assert training["split"]["validation"] == 6 and training["split"]["test"] == 6
+    assert training["stop_reason"] == "max steps"
+    assert len(training["holdout_object_names"]) == 3
+    report = folder / "report"
+    assert (report / "loss_curve.png").stat().st_size > 1000
+    history = json.loads((report / "training_metrics.json").read_text())["history"]
+    assert history and {"train_loss", "val_loss"} <= history[0].keys()
+    assert len((report / "test.jsonl").read_text(encoding="utf-8").splitlines()) == 6
+    generator = CommentGenerator.load(entry, "cpu")  # the worker's own loader
+    comments = generator.generate(["기쁨, 안경", "슬픔"], sample=False)
+    assert len(comments) == 2 and all(isinstance(c, str) for c in comments)
+    assert len(generator.generate(["공포, 책"], sample=True)) == 1
+
+
+@pytest.mark.parametrize(("arch", "architecture"), [("t5", "seq2seq"), ("gpt2", "causal")])
+def test_tiny_training_from_scratch(
+    arch: str,
+    architecture: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    data_files: tuple[Path, Path],
+) -> None:
+    output = tmp_path / "generators" / arch
+    run_training(
+        monkeypatch,
+        data_files,
+        output,
+        "--arch",
+        arch,
+        "--base",
+        "scratch",
+        "--vocab-size",
+        "400",
+        *TINY_SIZE,
+    )
+    check_generator_folder(output, architecture)
+    meta = json.loads((output / "generator.json").read_text(encoding="utf-8"))
+    assert meta["training"]["base"] == "scratch"
+    assert meta["training"]["hyperparameters"]["lr"] == train_generator.PRESETS["scratch"]["lr"]
+    assert meta["training"]["split"]["augmented"] > 0  # keyword-swap augmentation was on
+
+
+def make_local_base(folder: Path, arch: str, texts: list[str]) -> Path:
+    """A tiny Hugging Face checkpoint folder, standing in for paust/pko-t5-base or skt/kogpt2-base-v2."""
+    tokenizer = train_tokenizer(texts, vocab_size=300, append_eos=arch == "t5")
+    if arch == "t5":
+        config = T5Config(
+            vocab_size=len(tokenizer), d_model=32, d_kv=16, d_ff=64, num_layers=1, num_heads=2,
+            pad_token_id=0, eos_token_id=1,
+        )  # fmt: skip
+        config.decoder_start_token_id = 0
+        model: PreTrainedModel = T5ForConditionalGeneration(config)
+    else:
+        gpt_config = GPT2Config(
+            vocab_size=len(tokenizer),
+            n_positions=128,
+            n_embd=32,
+            n_layer=1,
+            n_head=2,
+            eos_token_id=1,
+            bos_token_id=1,
+        )
+        model = GPT2LMHeadModel(gpt_config)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize(("arch", "architecture"), [("t5", "seq2seq"), ("gpt2", "causal")])
+def test_tiny_fine_tune_from_local_checkpoint(
+    arch: str,
+    architecture: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    data_files: tuple[Path, Path],
+) -> None:
+    texts = [t for p in fixture_pairs() for t in (p.keywords, p.comment)]
+    base = make_local_base(tmp_path / "base", arch, texts)
+    output = tmp_path / "generators" / arch
+    run_training(monkeypatch, data_files, output, "--arch", arch, "--base", str(base), "--lr", "1e-2")
+    check_generator_folder(output, architecture)
+    meta = json.loads((output / "generator.json").read_text(encoding="utf-8"))
+    assert meta["training"]["base"] == str(base)
+    assert meta["training"]["hyperparameters"]["warmup_steps"] == 500  # research "setting 1" preset
+    assert meta["training"]["hyperparameters"]["dropout"] == 0.2
+    before, after = load_file(base / "model.safetensors"), load_file(output / "model.safetensors")
+    changed = [name for name in before if name in after and not torch.equal(before[name], after[name])]
+    assert changed, "fine-tuning did not update any weight"
+
+
+def test_training_reports_a_bad_data_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"keywords": "기쁨"}\n', encoding="utf-8")
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        ["train_generator", "--arch", "t5", "--data", str(bad), "--output", str(tmp_path / "out")],
+    )
+    assert train_generator.main() == 1
+    assert not (tmp_path / "out").exists()
+
+
+# --- evaluation CLI ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_trained_t5(tmp_path_factory: pytest.TempPathFactory, data_files: tuple[Path, Path]) -> Path:
+    weights = tmp_path_factory.mktemp("eval-weights")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        run_training(
+            monkeypatch,
+            data_files,
+            weights / "generators" / "t5",
+            "--arch",
+            "t5",
+            "--vocab-size",
+            "400",
+            *TINY_SIZE,
+        )
+    return weights
+
+
+def test_evaluation_cli(
+    tiny_trained_t5: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    test_file = tiny_trained_t5 / "generators" / "t5" / "report" / "test.jsonl"
+    predictions, report = tmp_path / "pred.jsonl", tmp_path / "report"
+    argv = [
+        "evaluate_generator", "--generator", "T5", "--data", str(test_file),
+        "--weights-dir", str(tiny_trained_t5), "--predictions", str(predictions), "--report", str(report),
+        "--latency-runs", "2", "--sampled-runs", "4", "--threads", "1", "--update-metadata",
+    ]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    assert evaluate_generator.main() == 0
+
+    rows = [json.loads(line) for line in predictions.read_text(encoding="utf-8").splitlines()]
+    test_rows = [json.loads(line) for line in test_file.read_text(encoding="utf-8").splitlines()]
+    assert [r["keywords"] for r in rows] == [r["keywords"] for r in test_rows]
+    assert [r["reference"] for r in rows] == [r["comment"] for r in test_rows]
+    assert all(isinstance(r["prediction"], str) for r in rows)
+    metrics = json.loads((report / "metrics.json").read_text(encoding="utf-8"))
+    expected_keys = {
+        *("bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge1_f", "rouge2_f", "rougeL_f"),
+        *("emoji_share", "keyword_coverage", "distinct_share", "garbled", "sampled_garbled"),
+        *("latency_p50_ms_batch1", "latency_p50_ms_batch16"),
+    }
+    assert expected_keys <= metrics.keys()
+    assert metrics["count"] == len(rows)
+    assert metrics["latency_p50_ms_batch1"] > 0
+    if "keyword_coverage_unseen" in metrics:
+        unseen = predictions.with_name("pred_unseen.jsonl").read_text(encoding="utf-8").splitlines()
+        assert len(unseen) == metrics["keyword_inputs_unseen"]
+    table = capsys.readouterr().out
+    assert "research pko-t5-base" in table and "0.4105" in table
+    stored = json.loads(
+        (tiny_trained_t5 / "generators" / "t5" / "generator.json").read_text(encoding="utf-8")
+    )
+    assert stored["training"]["metrics"]["count"] == len(rows)
+
+
+def test_evaluation_cli_unknown_generator(
+    tiny_trained_t5: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"keywords": "기쁨", "comment": "좋아요 😊"}\n', encoding="utf-8")
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "evaluate_generator",
+            "--generator",
+            "nope",
+            "--data",
+            str(data),
+            "--weights-dir",
+            str(tiny_trained_t5),
+        ],
+    )
+    assert evaluate_generator.main() == 1
+
+
+# --- data, tokenizer, augmentation ---------------------------------------------------------------------
+def test_split_is_deterministic_and_disjoint() -> None:
+    pairs = fixture_pairs()
+    first = split_pairs(pairs, seed=3, validation=5, test=0.25)
+    again = split_pairs(pairs, seed=3, validation=5, test=0.25)
+    other = split_pairs(pairs, seed=4, validation=5, test=0.25)
+    assert first == again and first.test != other.test
+    assert first.sizes() == {"train": 31, "validation": 5, "test": 12}
+    assert len({*map(id, first.train), *map(id, first.validation), *map(id, first.test)}) == len(pairs)
+
+
+def emoji_chars(texts: list[str]) -> set[str]:
+    return {c for t in texts for c in t if unicodedata.category(c) == "So"}
+
+
+def check_round_trip(texts: list[str], vocab_size: int) -> None:
+    tokenizer = train_tokenizer(texts, vocab_size=vocab_size, append_eos=True)
+    for text in texts:
+        ids = tokenizer(text)["input_ids"]
+        assert ids[-1] == tokenizer.eos_token_id
+        assert tokenizer.unk_token_id not in ids
+        assert tokenizer.decode(ids, skip_special_tokens=True) == text
+    for emoji in emoji_chars(texts):
+        assert (
+            tokenizer.decode(tokenizer(f"좋아요 {emoji}")["input_ids"], skip_special_tokens=True)
+            == f"좋아요 {emoji}"
+        )
+    # Byte-level: even text the tokenizer never saw round-trips without unknown tokens.
+    unseen = "캥거루 헬리콥터 🦘🚁 뷁"
+    assert tokenizer.decode(tokenizer(unseen)["input_ids"], skip_special_tokens=True) == unseen
+
+
+def test_tokenizer_round_trips_hangul_and_emoji_on_fixture() -> None:
+    check_round_trip([t for p in fixture_pairs() for t in (p.keywords, p.comment)], vocab_size=400)
+
+
+@pytest.mark.skipif(
+    not DEFAULT_DATA.is_file(), reason="shared data not present (fixture test covers the code)"
+)
+def test_tokenizer_round_trips_every_pair_of_the_shared_data() -> None:
+    pairs = load_pairs(DEFAULT_DATA)
+    texts = [t for p in pairs for t in (p.keywords, p.comment)]
+    check_round_trip(texts, vocab_size=4000)
+    tokenizer = train_tokenizer(texts, vocab_size=4000, append_eos=False)
+    # Frequent emojis and common words are single tokens, which keeps sequences short.
+    assert len(tokenizer.tokenize(" 😊")) == 1
+    assert len(tokenizer.tokenize(" 안경")) == 1
+
+
+@pytest.mark.parametrize(
+    ("word", "particle", "expected"),
+    [
+        ("모자", "이", "모자가"),
+        ("책", "가", "책이"),
+        ("모자", "을", "모자를"),
+        ("책", "를", "책을"),
+        ("모자", "은", "모자는"),
+        ("책", "는", "책은"),
+        ("모자", "과", "모자와"),
+        ("책", "와", "책과"),
+        ("모자", "으로", "모자로"),
+        ("책", "로", "책으로"),
+        ("연필", "으로", "연필로"),  # ㄹ-final takes 로
+        ("모자", "이에요", "모자예요"),
+        ("책", "예요", "책이에요"),
+        ("TV", "이", "TV가"),  # no Hangul ending: vowel form
+    ],
+)
+def test_attach_particle_follows_batchim(word: str, particle: str, expected: str) -> None:
+    assert attach_particle(word, particle) == expected
+
+
+def test_replace_word_fixes_particles_and_respects_word_boundaries() -> None:
+    text = "안경이 멋져요! 안경을 쓰고 안경과 함께 안경에서 안경들이 반짝 😊"
+    assert (
+        replace_word(text, "안경", "모자")
+        == "모자가 멋져요! 모자를 쓰고 모자와 함께 모자에서 모자들이 반짝 😊"
+    )
+    assert replace_word("차분한 차에서 쉬어요", "차", "자전거") == "차분한 자전거에서 쉬어요"
+
+
+def test_swap_object_keywords_changes_keywords_and_comment_together() -> None:
+    pair = Pair("기쁨, 안경, 나무", "안경이 정말 멋지네요! 😊 즐거운 하루 되세요")
+    swapped = swap_object_keywords(pair, ["사과"], random.Random(0))
+    # "나무" is not in the comment: only the mentioned keyword is swapped.
+    assert swapped == Pair("기쁨, 사과, 나무", "사과가 정말 멋지네요! 😊 즐거운 하루 되세요")
+    assert swap_object_keywords(Pair("슬픔", "힘내세요 😢"), ["사과"], random.Random(0)) is None
+    # A keyword that only occurs inside another word ("차" in "차분한") is not swapped.
+    assert swap_object_keywords(Pair("기쁨, 차", "차분한 분위기 😊"), ["사과"], random.Random(0)) is None
+
+
+def test_augment_pairs_and_unseen_pairs_use_disjoint_names(data_files: tuple[Path, Path]) -> None:
+    _, names_file = data_files
+    names = load_object_names(names_file)
+    assert "박쥐 (동물)" not in names  # translation notes are not object names
+    pairs = fixture_pairs()
+    holdout = holdout_object_names(names, pairs, count=3, seed=0)
+    assert len(holdout) == 3 and not set(holdout) & set(OBJECTS)
+    pool = [n for n in names if n not in holdout]
+    augmented = augment_pairs(pairs, pool, copies=2, seed=0)
+    assert len(augmented) == 2 * sum(1 for p in pairs if p.object_keywords)
+    for pair in augmented:
+        objects = pair.object_keywords
+        assert objects and all(o in pool for o in objects) and all(o not in holdout for o in objects)
+        assert all(o in pair.comment for o in objects)
+    unseen = unseen_keyword_pairs(pairs, holdout, seed=0)
+    assert unseen and all(set(p.object_keywords) <= set(holdout) for p in unseen)

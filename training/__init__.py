@@ -1,0 +1,1 @@
+"""Training and evaluation scripts (never imported by the bot or the inference worker)."""

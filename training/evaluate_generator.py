@@ -1,0 +1,284 @@
+"""Evaluate a generator folder the way the bot uses it, with the research project's scores.
+
+    python -m training.evaluate_generator --generator t5 --data weights/generators/t5/report/test.jsonl \\
+        --predictions /tmp/t5_pred.jsonl --report weights/generators/t5/report
+
+One comment per input line with the metadata's deterministic ``eval_generation``; scores: char-level
+BLEU-1..4, METEOR, ROUGE-1/2/L F (see ``training.metrics``), emoji share, object-keyword coverage
+(all inputs, keyword sets seen / not seen in training when the data has a ``seen`` flag, and
+inputs rebuilt with held-out object names the model never saw), distinct share, garbled outputs,
+latency per comment at batch 1 and 16, and a check of the sampled ``generation`` the bot uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from inference.errors import UnknownGeneratorError
+from inference.generators import CommentGenerator
+from inference.registry import GenerationConfig, GeneratorEntry, discover_generators, resolve_generator
+from inference.runtime import resolve_device
+from inference.settings import DEFAULT_WEIGHTS_DIR
+from training.augment import unseen_keyword_pairs
+from training.data import Pair, object_keywords
+from training.metrics import RESEARCH_SCORES, has_emoji, is_garbled, keyword_coverage, score_predictions
+
+logger = logging.getLogger(__name__)
+
+TABLE_COLUMNS = ("bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge1_f", "rouge2_f", "rougeL_f")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--generator", required=True, help="generator name (folder under <weights-dir>/generators)"
+    )
+    parser.add_argument("--data", type=Path, required=True, help="jsonl of {keywords, comment[, seen]}")
+    parser.add_argument("--predictions", type=Path, help="write {keywords, reference, prediction} jsonl here")
+    parser.add_argument("--report", type=Path, help="write metrics.json and metrics.md here")
+    parser.add_argument("--weights-dir", type=Path, default=DEFAULT_WEIGHTS_DIR)
+    parser.add_argument("--limit", type=int, default=0, help="first N lines only (0: all)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--latency-runs", type=int, default=40, help="comments timed at batch 1")
+    parser.add_argument(
+        "--sampled-runs", type=int, default=200, help="inputs for the sampled-generation check"
+    )
+    parser.add_argument("--num-beams", type=int, help="override eval_generation.num_beams")
+    parser.add_argument("--no-repeat-ngram", type=int, help="override eval_generation.no_repeat_ngram_size")
+    parser.add_argument("--length-penalty", type=float, help="override (beam search only)")
+    parser.add_argument("--update-metadata", action="store_true", help="store the metrics in generator.json")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: one per core)")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def read_rows(path: Path, limit: int) -> list[dict[str, Any]]:
+    rows = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                rows.append(
+                    {
+                        "keywords": str(row["keywords"]),
+                        "comment": str(row["comment"]),
+                        "seen": row.get("seen"),
+                    }
+                )
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                raise ValueError(
+                    f"{path}:{number}: expected a JSON object with keywords and comment"
+                ) from exc
+            if limit and len(rows) >= limit:
+                break
+    if not rows:
+        raise ValueError(f"{path}: no pairs")
+    return rows
+
+
+def eval_config(entry: GeneratorEntry, args: argparse.Namespace) -> GenerationConfig:
+    overrides: dict[str, Any] = {}
+    if args.num_beams is not None:
+        overrides["num_beams"] = args.num_beams
+    if args.no_repeat_ngram is not None:
+        overrides["no_repeat_ngram_size"] = args.no_repeat_ngram
+    if args.length_penalty is not None:
+        overrides["length_penalty"] = args.length_penalty
+    return entry.meta.eval_generation.model_copy(update=overrides)
+
+
+def with_eval_generation(entry: GeneratorEntry, config: GenerationConfig) -> GeneratorEntry:
+    meta = entry.meta.model_copy(update={"eval_generation": config})
+    return entry.model_copy(update={"meta": meta})
+
+
+def generate_all(
+    generator: CommentGenerator, keywords: Sequence[str], batch_size: int, *, sample: bool = False
+) -> list[str]:
+    """The worker's own generation code: deterministic ``eval_generation`` unless ``sample``."""
+    predictions: list[str] = []
+    for start in range(0, len(keywords), batch_size):
+        predictions.extend(generator.generate(keywords[start : start + batch_size], sample=sample))
+    return predictions
+
+
+def measure_latency(generator: CommentGenerator, keywords: Sequence[str], runs: int) -> dict[str, float]:
+    """Median milliseconds per comment at batch 1 and at batch 16 (after one warm-up call each)."""
+    generator.generate(keywords[:1], sample=False)
+    singles = []
+    for text in list(keywords)[: max(1, runs)]:
+        start = time.perf_counter()
+        generator.generate([text], sample=False)
+        singles.append((time.perf_counter() - start) * 1000)
+    batch = [keywords[i % len(keywords)] for i in range(16)]
+    generator.generate(batch, sample=False)
+    per_comment = []
+    for offset in range(0, max(16, min(len(keywords), 5 * 16)), 16):
+        batch = [keywords[(offset + i) % len(keywords)] for i in range(16)]
+        start = time.perf_counter()
+        generator.generate(batch, sample=False)
+        per_comment.append((time.perf_counter() - start) * 1000 / 16)
+    return {
+        "latency_p50_ms_batch1": statistics.median(singles),
+        "latency_p50_ms_batch16": statistics.median(per_comment),
+    }
+
+
+def sampled_check(generator: CommentGenerator, keywords: Sequence[str], runs: int) -> dict[str, float]:
+    """The bot's sampled decoding: every output must pass the post-check; how varied is it?"""
+    inputs = list(keywords)[: max(1, runs)]
+    outputs = generate_all(generator, inputs, 16, sample=True)
+    repeat = generate_all(generator, inputs, 16, sample=True)
+    prompts = generator.prompts(inputs)
+    coverage, _ = keyword_coverage(inputs, outputs)
+    return {
+        "sampled_garbled": float(
+            sum(is_garbled(o, k, p) for o, k, p in zip(outputs, inputs, prompts, strict=True))
+        ),
+        "sampled_emoji_share": statistics.fmean(has_emoji(o) for o in outputs),
+        "sampled_keyword_coverage": coverage,
+        "sampled_differs_on_rerun": statistics.fmean(a != b for a, b in zip(outputs, repeat, strict=True)),
+        "sampled_count": float(len(inputs)),
+    }
+
+
+def format_table(name: str, metrics: dict[str, float]) -> str:
+    header = "| model | " + " | ".join(TABLE_COLUMNS) + " |"
+    lines = [header, "|" + "---|" * (len(TABLE_COLUMNS) + 1)]
+    rows = {name: metrics, **RESEARCH_SCORES}
+    for label, values in rows.items():
+        cells = [f"{values[c]:.4f}" if c in values else "–" for c in TABLE_COLUMNS]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    extra = [
+        ("emoji share", "emoji_share"),
+        ("all object keywords mentioned", "keyword_coverage"),
+        ("… keyword set seen in training", "keyword_coverage_seen_sets"),
+        ("… keyword set not seen in training", "keyword_coverage_novel_sets"),
+        ("… held-out (unseen) object names", "keyword_coverage_unseen"),
+        ("distinct share", "distinct_share"),
+        ("garbled", "garbled"),
+        ("latency p50 ms/comment, batch 1", "latency_p50_ms_batch1"),
+        ("latency p50 ms/comment, batch 16", "latency_p50_ms_batch16"),
+        ("sampled: garbled", "sampled_garbled"),
+        ("sampled: emoji share", "sampled_emoji_share"),
+        ("sampled: all object keywords", "sampled_keyword_coverage"),
+        ("sampled: differs on rerun", "sampled_differs_on_rerun"),
+    ]
+    lines += ["", "| check | value |", "|---|---|"]
+    lines += [f"| {label} | {metrics[key]:.4g} |" for label, key in extra if key in metrics]
+    return "\n".join(lines)
+
+
+def evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    entry = resolve_generator(args.generator, discover_generators(args.weights_dir / "generators"))
+    config = eval_config(entry, args)
+    generator = CommentGenerator.load(with_eval_generation(entry, config), resolve_device(args.device))
+    rows = read_rows(args.data, args.limit)
+    keywords = [r["keywords"] for r in rows]
+    references = [r["comment"] for r in rows]
+    started = time.perf_counter()
+    predictions = generate_all(generator, keywords, args.batch_size)
+    logger.info("%d comments in %.1f s", len(predictions), time.perf_counter() - started)
+    prompts = [entry.meta.prompt(k) for k in keywords]
+    metrics: dict[str, Any] = score_predictions(keywords, references, predictions, prompts)
+
+    for flag, suffix in ((True, "seen_sets"), (False, "novel_sets")):
+        subset = [(k, p) for r, k, p in zip(rows, keywords, predictions, strict=True) if r["seen"] is flag]
+        if subset:
+            coverage, counted = keyword_coverage([k for k, _ in subset], [p for _, p in subset])
+            metrics[f"keyword_coverage_{suffix}"] = coverage
+            metrics[f"keyword_inputs_{suffix}"] = float(counted)
+
+    holdout = list(entry.meta.training.get("holdout_object_names", []))
+    unseen_rows: list[Pair] = []
+    unseen_predictions: list[str] = []
+    if holdout:
+        pairs = [Pair(k, c) for k, c in zip(keywords, references, strict=True) if object_keywords(k)]
+        unseen_rows = unseen_keyword_pairs(pairs, holdout, seed=args.seed)
+        unseen_predictions = generate_all(generator, [p.keywords for p in unseen_rows], args.batch_size)
+        coverage, counted = keyword_coverage([p.keywords for p in unseen_rows], unseen_predictions)
+        metrics["keyword_coverage_unseen"] = coverage
+        metrics["keyword_inputs_unseen"] = float(counted)
+        metrics["garbled_unseen"] = float(
+            sum(
+                is_garbled(o, p.keywords, entry.meta.prompt(p.keywords))
+                for o, p in zip(unseen_predictions, unseen_rows, strict=True)
+            )
+        )
+
+    metrics.update(measure_latency(generator, keywords, args.latency_runs))
+    if args.sampled_runs > 0:
+        metrics.update(sampled_check(generator, keywords, args.sampled_runs))
+    metrics["eval_generation"] = config.model_dump()
+    metrics["threads"] = torch.get_num_threads()
+    metrics["data"] = str(args.data)
+
+    if args.predictions:
+        write_predictions(args.predictions, keywords, references, predictions)
+        if unseen_rows:
+            unseen_path = args.predictions.with_name(args.predictions.stem + "_unseen.jsonl")
+            write_predictions(
+                unseen_path,
+                [p.keywords for p in unseen_rows],
+                [p.comment for p in unseen_rows],
+                unseen_predictions,
+            )
+    table = format_table(entry.name, metrics)
+    if args.report:
+        args.report.mkdir(parents=True, exist_ok=True)
+        (args.report / "metrics.json").write_text(json.dumps(metrics, ensure_ascii=False, indent=2) + "\n")
+        (args.report / "metrics.md").write_text(table + "\n", encoding="utf-8")
+    if args.update_metadata:
+        store_metrics(entry, metrics)
+    print(table)
+    return metrics
+
+
+def write_predictions(
+    path: Path, keywords: Sequence[str], references: Sequence[str], predictions: Sequence[str]
+) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as handle:
+        for kw, ref, pred in zip(keywords, references, predictions, strict=True):
+            handle.write(
+                json.dumps({"keywords": kw, "reference": ref, "prediction": pred}, ensure_ascii=False) + "\n"
+            )
+
+
+def store_metrics(entry: GeneratorEntry, metrics: dict[str, Any]) -> None:
+    """Keep the test scores beside the weights (``training.metrics`` in generator.json)."""
+    meta = entry.meta.model_copy(deep=True)
+    meta.training["metrics"] = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
+    (entry.path / "generator.json").write_text(meta.model_dump_json(indent=2) + "\n", encoding="utf-8")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    try:
+        evaluate(args)
+    except (OSError, ValueError, UnknownGeneratorError) as exc:
+        logger.error("evaluation failed: %s", exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

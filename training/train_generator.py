@@ -1,0 +1,523 @@
+"""Train a comment generator (T5 or GPT-2) and save it as ``weights/generators/<name>/``.
+
+    python -m training.train_generator --arch t5 --base scratch --max-minutes 45 --threads 1
+    python -m training.train_generator --arch t5 --base paust/pko-t5-base --preset setting1
+    python -m training.train_generator --arch gpt2 --base skt/kogpt2-base-v2 --preset setting1
+
+``--base scratch`` trains a byte-level BPE tokenizer on the training split and builds a small model
+from the size options; any other value is a Hugging Face model name or a local folder to fine-tune
+(transformers downloads names where there is internet). Validation loss is measured every epoch;
+training stops after ``--patience`` epochs without improvement (as the research project did), after
+``--max-minutes`` or ``--max-steps``. The best checkpoint is saved as soon as it is found, so a killed
+run still leaves a usable generator folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    GPT2Config,
+    GPT2LMHeadModel,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    T5Config,
+    T5ForConditionalGeneration,
+    get_linear_schedule_with_warmup,
+)
+
+from inference.registry import META_FILENAME, GenerationConfig, GeneratorMeta
+from inference.runtime import resolve_device
+from training.augment import augment_pairs
+from training.data import (
+    DEFAULT_DATA,
+    DEFAULT_OBJECT_NAMES,
+    REPO_ROOT,
+    Pair,
+    file_sha256,
+    holdout_object_names,
+    load_object_names,
+    load_pairs,
+    split_pairs,
+    write_pairs,
+)
+from training.tokenizer import train_tokenizer
+
+logger = logging.getLogger(__name__)
+
+PROMPT_TEMPLATES = {"t5": "{keywords}", "gpt2": "키워드: {keywords}\n댓글:"}
+ARCHITECTURES = {"t5": "seq2seq", "gpt2": "causal"}
+IGNORE_INDEX = -100
+
+# "setting 1" of the research project (fine-tuning pko-t5-base); "scratch" suits small models
+# trained from random weights, which need a far larger learning rate.
+PRESETS: dict[str, dict[str, float]] = {
+    "setting1": {"lr": 5e-5, "warmup_steps": 500, "weight_decay": 0.01, "max_grad_norm": 1.0, "dropout": 0.2},
+    "scratch": {"lr": 1e-3, "warmup_steps": 300, "weight_decay": 0.01, "max_grad_norm": 1.0, "dropout": 0.1},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    input_ids: list[int]
+    labels: list[int]
+
+
+@dataclass(slots=True)
+class EpochRecord:
+    epoch: int
+    step: int
+    train_loss: float
+    val_loss: float
+    elapsed_s: float
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--arch", choices=sorted(ARCHITECTURES), required=True)
+    parser.add_argument(
+        "--base", default="scratch", help="scratch, a Hugging Face model name, or a local folder"
+    )
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="jsonl of {keywords, comment}")
+    parser.add_argument("--object-names", type=Path, default=DEFAULT_OBJECT_NAMES, help="OIV7 Korean names")
+    parser.add_argument("--output", type=Path, help="generator folder (default weights/generators/<arch>)")
+    parser.add_argument(
+        "--report", type=Path, help="loss curve, metrics, split files (default <output>/report)"
+    )
+    parser.add_argument("--description", default="", help="one line for generator.json")
+    # split
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--val-size", type=float, default=300, help="count, or fraction if < 1")
+    parser.add_argument("--test-size", type=float, default=500, help="count, or fraction if < 1")
+    # augmentation
+    parser.add_argument(
+        "--augment-copies", type=int, default=2, help="keyword-swapped copies per pair (0: off)"
+    )
+    parser.add_argument("--holdout-names", type=int, default=60, help="object names never trained on")
+    # optimisation
+    parser.add_argument(
+        "--preset", choices=sorted(PRESETS), help="default: scratch for --base scratch, else setting1"
+    )
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--warmup-steps", type=int)
+    parser.add_argument("--weight-decay", type=float)
+    parser.add_argument("--max-grad-norm", type=float)
+    parser.add_argument("--dropout", type=float)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument(
+        "--epochs", type=int, default=200, help="upper bound; early stopping usually ends first"
+    )
+    parser.add_argument("--patience", type=int, default=10, help="epochs without a better validation loss")
+    parser.add_argument("--max-minutes", type=float, default=0.0, help="wall-clock budget (0: none)")
+    parser.add_argument("--max-steps", type=int, default=0, help="optimizer steps (0: none); for smoke tests")
+    parser.add_argument("--max-source-tokens", type=int, default=32)
+    parser.add_argument("--max-target-tokens", type=int, default=64)
+    # model size (scratch only)
+    parser.add_argument("--vocab-size", type=int, default=4000)
+    parser.add_argument("--d-model", type=int, default=256)
+    parser.add_argument("--d-ff", type=int, default=1024)
+    parser.add_argument("--heads", type=int, default=8)
+    parser.add_argument("--layers", type=int, default=4, help="encoder layers (t5) or layers (gpt2)")
+    parser.add_argument("--decoder-layers", type=int, default=2, help="t5 only")
+    # generation settings written to generator.json
+    parser.add_argument("--eval-beams", type=int, default=4)
+    parser.add_argument("--no-repeat-ngram", type=int, default=3)
+    parser.add_argument("--temperature", type=float, default=0.8)
+    parser.add_argument("--top-p", type=float, default=0.9)
+    # machine
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: one per core)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
+    args = parser.parse_args(argv)
+    preset = PRESETS[args.preset or ("scratch" if args.base == "scratch" else "setting1")]
+    for key, value in preset.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.output = args.output or REPO_ROOT / "weights" / "generators" / args.arch
+    args.report = args.report or args.output / "report"
+    return args
+
+
+# --- model and tokenizer ---------------------------------------------------------------------------------
+def build_scratch(
+    args: argparse.Namespace, texts: Sequence[str]
+) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
+    tokenizer = train_tokenizer(texts, vocab_size=args.vocab_size, append_eos=args.arch == "t5")
+    pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
+    model: PreTrainedModel
+    if args.arch == "t5":
+        t5_config = T5Config(
+            vocab_size=len(tokenizer),
+            d_model=args.d_model,
+            d_kv=args.d_model // args.heads,
+            d_ff=args.d_ff,
+            num_layers=args.layers,
+            num_decoder_layers=args.decoder_layers,
+            num_heads=args.heads,
+            dropout_rate=args.dropout,
+            pad_token_id=pad,
+            eos_token_id=eos,
+        )
+        t5_config.decoder_start_token_id = pad  # T5 starts decoding from the pad token
+        model = T5ForConditionalGeneration(t5_config)
+    else:
+        tokenizer.padding_side = "left"  # batched generation continues right after the prompt
+        gpt2_config = GPT2Config(
+            vocab_size=len(tokenizer),
+            n_positions=args.max_source_tokens + args.max_target_tokens + 8,
+            n_embd=args.d_model,
+            n_layer=args.layers,
+            n_head=args.heads,
+            n_inner=args.d_ff,
+            resid_pdrop=args.dropout,
+            embd_pdrop=args.dropout,
+            attn_pdrop=args.dropout,
+            bos_token_id=eos,
+            eos_token_id=eos,
+            pad_token_id=pad,
+        )
+        model = GPT2LMHeadModel(gpt2_config)
+    return tokenizer, model
+
+
+def load_base(args: argparse.Namespace) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
+    """Fine-tuning: a Hub name (downloaded where there is internet) or a local folder."""
+    tokenizer = AutoTokenizer.from_pretrained(args.base)
+    if args.arch == "t5":
+        model = AutoModelForSeq2SeqLM.from_pretrained(args.base, dropout_rate=args.dropout)
+    else:
+        drop = args.dropout
+        model = AutoModelForCausalLM.from_pretrained(
+            args.base, resid_pdrop=drop, embd_pdrop=drop, attn_pdrop=drop
+        )
+        if tokenizer.pad_token is None:  # GPT-2 has none; padding is masked out anyway
+            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.padding_side = "left"
+        if model.config.pad_token_id is None:
+            model.config.pad_token_id = tokenizer.pad_token_id
+    return tokenizer, model
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+# --- data ------------------------------------------------------------------------------------------------
+def encode(pair: Pair, tokenizer: PreTrainedTokenizerBase, args: argparse.Namespace) -> Example:
+    """Token ids and labels (-100 where no loss is taken: the prompt of causal models, padding)."""
+    prompt = PROMPT_TEMPLATES[args.arch].replace("{keywords}", pair.keywords)
+    source = tokenizer(prompt, truncation=True, max_length=args.max_source_tokens)["input_ids"]
+    if args.arch == "t5":
+        target = tokenizer(text_target=pair.comment, truncation=True, max_length=args.max_target_tokens)[
+            "input_ids"
+        ]
+        if target[-1] != tokenizer.eos_token_id:  # Hub tokenizers without a post-processor
+            target = [*target, tokenizer.eos_token_id]
+        return Example(input_ids=list(source), labels=list(target))
+    # Tokenized separately so the prompt's tokens are exactly those the loader feeds at inference.
+    comment = tokenizer(" " + pair.comment, add_special_tokens=False)["input_ids"][
+        : args.max_target_tokens - 1
+    ]
+    ids = [*source, *comment, tokenizer.eos_token_id]
+    return Example(input_ids=ids, labels=[IGNORE_INDEX] * len(source) + [*comment, tokenizer.eos_token_id])
+
+
+def collate(batch: Sequence[Example], pad_id: int, seq2seq: bool) -> dict[str, torch.Tensor]:
+    def pad(rows: Sequence[list[int]], value: int) -> torch.Tensor:
+        width = max(len(r) for r in rows)
+        return torch.tensor([r + [value] * (width - len(r)) for r in rows], dtype=torch.long)
+
+    input_ids = pad([e.input_ids for e in batch], pad_id)
+    attention_mask = pad([[1] * len(e.input_ids) for e in batch], 0)
+    labels = pad([e.labels for e in batch], IGNORE_INDEX)
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def batches(examples: Sequence[Example], size: int, rng: random.Random | None) -> list[list[Example]]:
+    order = list(range(len(examples)))
+    if rng is not None:
+        rng.shuffle(order)
+    return [[examples[i] for i in order[start : start + size]] for start in range(0, len(order), size)]
+
+
+@torch.inference_mode()
+def validation_loss(
+    model: PreTrainedModel, examples: Sequence[Example], args: argparse.Namespace, pad: int
+) -> float:
+    """Mean loss per target token over the validation split."""
+    model.eval()
+    total, tokens = 0.0, 0
+    for batch in batches(examples, args.batch_size, None):
+        inputs = {k: v.to(model.device) for k, v in collate(batch, pad, args.arch == "t5").items()}
+        count = int((inputs["labels"] != IGNORE_INDEX).sum())
+        total += float(model(**inputs).loss) * count
+        tokens += count
+    model.train()
+    return total / max(1, tokens)
+
+
+# --- saving ----------------------------------------------------------------------------------------------
+def generator_meta(args: argparse.Namespace, training: dict[str, Any]) -> GeneratorMeta:
+    max_new = args.max_target_tokens
+    common = {"max_new_tokens": max_new, "no_repeat_ngram_size": args.no_repeat_ngram}
+    return GeneratorMeta(
+        architecture=ARCHITECTURES[args.arch],
+        prompt_template=PROMPT_TEMPLATES[args.arch],
+        description=args.description or f"{args.arch} ({args.base}) trained on {args.data.name}",
+        generation=GenerationConfig(do_sample=True, temperature=args.temperature, top_p=args.top_p, **common),
+        eval_generation=GenerationConfig(do_sample=False, num_beams=args.eval_beams, **common),
+        training=training,
+    )
+
+
+def save_generator(
+    output: Path, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, meta: GeneratorMeta
+) -> None:
+    output.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(output)  # safetensors, float32
+    tokenizer.save_pretrained(output)
+    (output / META_FILENAME).write_text(meta.model_dump_json(indent=2) + "\n", encoding="utf-8")
+
+
+def plot_loss_curve(history: Sequence[EpochRecord], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    epochs = [r.epoch for r in history]
+    ax.plot(epochs, [r.train_loss for r in history], marker="o", label="train")
+    ax.plot(epochs, [r.val_loss for r in history], marker="o", label="validation")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss per token")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+# --- main ------------------------------------------------------------------------------------------------
+def prepare_data(args: argparse.Namespace) -> tuple[Any, list[Pair], list[str]]:
+    """Split, hold out names for the unseen-keyword test, augment the training split."""
+    pairs = load_pairs(args.data)
+    split = split_pairs(pairs, seed=args.seed, validation=args.val_size, test=args.test_size)
+    augmented: list[Pair] = []
+    holdout: list[str] = []
+    if args.object_names.is_file():
+        names = load_object_names(args.object_names)
+        holdout = holdout_object_names(names, pairs, count=args.holdout_names, seed=args.seed)
+        pool = [n for n in names if n not in set(holdout)]
+        if args.augment_copies > 0:
+            augmented = augment_pairs(split.train, pool, copies=args.augment_copies, seed=args.seed)
+    elif args.augment_copies > 0:
+        logger.warning("no object names at %s: training without keyword-swap augmentation", args.object_names)
+    return split, augmented, holdout
+
+
+def write_split_files(report: Path, split: Any) -> None:
+    """The test split with a ``seen`` flag (its keyword string occurs in training) for evaluation."""
+    train_keywords = {p.keywords for p in split.train}
+    report.mkdir(parents=True, exist_ok=True)
+    with (report / "test.jsonl").open("w", encoding="utf-8") as handle:
+        for pair in split.test:
+            row = {**asdict(pair), "seen": pair.keywords in train_keywords}
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    write_pairs(report / "validation.jsonl", split.validation)
+
+
+def train(args: argparse.Namespace) -> dict[str, Any]:
+    random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    split, augmented, holdout = prepare_data(args)
+    train_pairs = [*split.train, *augmented]
+    if args.base == "scratch":
+        texts = [t for p in train_pairs for t in (p.keywords, p.comment)]
+        tokenizer, model = build_scratch(args, texts)
+    else:
+        tokenizer, model = load_base(args)
+    device = resolve_device(args.device)
+    model.to(device)  # type: ignore[arg-type]
+    params = count_parameters(model)
+    logger.info("%s from %s: %.2fM parameters on %s", args.arch, args.base, params / 1e6, device)
+    logger.info("pairs: %s + %d augmented", split.sizes(), len(augmented))
+
+    train_examples = [encode(p, tokenizer, args) for p in train_pairs]
+    val_examples = [encode(p, tokenizer, args) for p in split.validation]
+    pad_id = int(tokenizer.pad_token_id)
+    steps_per_epoch = math.ceil(len(train_examples) / args.batch_size)
+    total_steps = args.max_steps or steps_per_epoch * args.epochs
+    no_decay = ("bias", "layer_norm", "layernorm", "ln_")
+    groups: list[dict[str, Any]] = [
+        {"params": [p for n, p in model.named_parameters() if not any(k in n.lower() for k in no_decay)]},
+        {
+            "params": [p for n, p in model.named_parameters() if any(k in n.lower() for k in no_decay)],
+            "weight_decay": 0.0,
+        },
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=args.lr, weight_decay=args.weight_decay)
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer, min(args.warmup_steps, total_steps // 2), total_steps
+    )
+
+    training_info: dict[str, Any] = {
+        "base": args.base,
+        "data": str(args.data.name),
+        "data_sha256": file_sha256(args.data),
+        "split": {"seed": args.seed, **split.sizes(), "augmented": len(augmented)},
+        "holdout_object_names": holdout,
+        "params": params,
+        "hyperparameters": {
+            k: getattr(args, k)
+            for k in (
+                "lr",
+                "warmup_steps",
+                "weight_decay",
+                "max_grad_norm",
+                "dropout",
+                "batch_size",
+                "patience",
+            )
+        },
+        "model_size": {
+            k: getattr(args, k)
+            for k in ("vocab_size", "d_model", "d_ff", "heads", "layers", "decoder_layers")
+        }
+        if args.base == "scratch"
+        else {},
+    }
+    write_split_files(args.report, split)
+
+    history: list[EpochRecord] = []
+    best_loss, best_epoch, bad_epochs, step = math.inf, 0, 0, 0
+    start = time.monotonic()
+    rng = random.Random(args.seed)
+    stop_reason = "epochs"
+    model.train()
+    for epoch in range(1, args.epochs + 1):
+        running, seen = 0.0, 0
+        bar = tqdm(
+            batches(train_examples, args.batch_size, rng), desc=f"epoch {epoch}", disable=args.no_progress
+        )
+        for batch in bar:
+            inputs = {k: v.to(device) for k, v in collate(batch, pad_id, args.arch == "t5").items()}
+            loss = model(**inputs).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            running, seen = running + loss.item(), seen + 1
+            bar.set_postfix(loss=f"{running / seen:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+            if args.max_steps and step >= args.max_steps:
+                break
+        val = validation_loss(model, val_examples, args, pad_id)
+        elapsed = time.monotonic() - start
+        history.append(EpochRecord(epoch, step, running / max(1, seen), val, round(elapsed, 1)))
+        logger.info(
+            "epoch %d step %d: train %.4f val %.4f (%.1f min)",
+            epoch,
+            step,
+            running / max(1, seen),
+            val,
+            elapsed / 60,
+        )
+        if val < best_loss:
+            best_loss, best_epoch, bad_epochs = val, epoch, 0
+            info = {
+                **training_info,
+                "best_epoch": epoch,
+                "best_val_loss": round(val, 4),
+                "train_seconds": round(elapsed),
+            }
+            save_generator(args.output, model, tokenizer, generator_meta(args, info))
+        else:
+            bad_epochs += 1
+        if bad_epochs >= args.patience:
+            stop_reason = "early stopping"
+            break
+        if args.max_steps and step >= args.max_steps:
+            stop_reason = "max steps"
+            break
+        if args.max_minutes and elapsed / 60 >= args.max_minutes:
+            stop_reason = "time budget"
+            break
+        # Don't start an epoch that cannot finish inside the budget.
+        if args.max_minutes and (elapsed + elapsed / epoch) / 60 > args.max_minutes * 1.05:
+            stop_reason = "time budget"
+            break
+
+    train_seconds = time.monotonic() - start
+    summary = {
+        **training_info,
+        "best_epoch": best_epoch,
+        "best_val_loss": round(best_loss, 4),
+        "epochs_run": len(history),
+        "steps": step,
+        "stop_reason": stop_reason,
+        "train_seconds": round(train_seconds),
+        "threads": torch.get_num_threads(),
+        "history": [asdict(r) for r in history],
+    }
+    # The saved best checkpoint gets the final training summary (history stays in the report).
+    meta_path = args.output / META_FILENAME
+    meta = GeneratorMeta.model_validate_json(meta_path.read_text(encoding="utf-8"))
+    meta.training = {k: v for k, v in summary.items() if k != "history"}
+    meta_path.write_text(meta.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    args.report.mkdir(parents=True, exist_ok=True)
+    (args.report / "training_metrics.json").write_text(
+        json.dumps(summary, ensure_ascii=False, indent=2) + "\n"
+    )
+    plot_loss_curve(history, args.report / "loss_curve.png", f"{args.arch} ({args.base}): loss per token")
+    logger.info(
+        "best epoch %d (val %.4f), %s after %.1f min; saved %s",
+        best_epoch,
+        best_loss,
+        stop_reason,
+        train_seconds / 60,
+        args.output,
+    )
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    try:
+        summary = train(args)
+    except (OSError, ValueError) as exc:
+        logger.error("training failed: %s", exc)
+        return 1
+    print(
+        json.dumps(
+            {k: v for k, v in summary.items() if k not in ("history", "holdout_object_names")},
+            ensure_ascii=False,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
