@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sqlite3
 import sys
 from collections.abc import Coroutine, Iterable
 from typing import Any
 
-from bot.core import PhotoService
+from bot.core import PhotoService, PlatformStartupError
 from bot.store import ChatSettingsStore
 from inference.client import InferenceClient
 from inference.errors import CommentBotError
@@ -83,7 +84,11 @@ async def run(settings: Settings) -> int:
     service = PhotoService(client, store, settings)
     stop = asyncio.Event()
     _install_signal_handlers(stop)
-    await store.open()
+    try:
+        await store.open()
+    except (OSError, sqlite3.Error) as exc:
+        logger.error("cannot open STATE_DB %s: %s", settings.state_db, exc)
+        return EXIT_FAILED
     try:
         logger.info("starting the inference worker (loading models)…")
         await client.start()
@@ -103,49 +108,38 @@ async def _run_platforms(settings: Settings, service: PhotoService, stop: asynci
     if settings.telegram_bot_token is not None:
         from bot.telegram_app import run_telegram
 
-        platforms["telegram"] = run_telegram(settings, service, stop)
+        platforms["telegram"] = run_telegram(settings, service, stop)  # returns once ``stop`` is set
     if settings.discord_bot_token is not None:
         from bot.discord_app import run_discord  # lazy: Telegram-only installs never load discord.py
 
-        platforms["discord"] = _until_stopped(run_discord(settings, service), stop)
-    tasks = [asyncio.create_task(_platform(name, coro), name=name) for name, coro in platforms.items()]
+        platforms["discord"] = run_discord(settings, service)  # runs until cancelled
+    tasks = {name: asyncio.create_task(_platform(name, coro), name=name) for name, coro in platforms.items()}
     # Any platform ending (crash, refused token) stops the process rather than leaving it half up.
     waiter = asyncio.create_task(stop.wait())
-    await asyncio.wait([*tasks, waiter], return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.wait([*tasks.values(), waiter], return_when=asyncio.FIRST_COMPLETED)
     stop.set()
-    outcomes = await asyncio.gather(*tasks)
+    if "discord" in tasks:
+        tasks["discord"].cancel()  # discord.py closes its gateway connection on cancellation
+    outcomes = await asyncio.gather(*tasks.values(), return_exceptions=True)
     waiter.cancel()
-    return EXIT_OK if all(outcomes) else EXIT_FAILED
+    failed = [
+        name for name, ok in zip(tasks, outcomes, strict=True) if ok is False or isinstance(ok, Exception)
+    ]
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 async def _platform(name: str, coro: Coroutine[Any, Any, None]) -> bool:
-    """Run one platform; log how it ended instead of letting one failure kill the other mid-job."""
+    """Run one platform; a refused token or intent (``PlatformStartupError``, whose message says how
+    to fix it) is logged in one line, anything else with its traceback."""
     try:
         await coro
-    except SystemExit as exc:  # the adapter's clear message for a refused token or intent
+    except PlatformStartupError as exc:
         logger.error("%s stopped: %s", name, exc)
         return False
     except Exception:
         logger.exception("%s stopped unexpectedly", name)
         return False
     return True
-
-
-async def _until_stopped(coro: Coroutine[Any, Any, None], stop: asyncio.Event) -> None:
-    """Run a platform that stops only by cancellation (discord.py) until ``stop`` is set."""
-    task = asyncio.create_task(coro)
-    waiter = asyncio.create_task(stop.wait())
-    try:
-        await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        waiter.cancel()
-    if not task.done():
-        task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        if not stop.is_set():
-            raise
 
 
 def _install_signal_handlers(stop: asyncio.Event) -> None:

@@ -57,6 +57,14 @@ class CommentClient(Protocol):
     def stats(self) -> QueueStatsLike: ...
 
 
+class PlatformStartupError(RuntimeError):
+    """A platform refused to start the bot (bad token, missing intent); ``str()`` says how to fix it.
+
+    A plain exception rather than ``SystemExit``: raised inside an asyncio task, ``SystemExit``
+    escapes the event loop and skips the orderly shutdown of the other platform and the worker.
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class ChatRef:
     """Where a message came from, in platform-neutral terms."""

@@ -18,7 +18,7 @@ from bot import messages
 from bot.cogs.info import InfoCog
 from bot.cogs.models import ModelsCog
 from bot.cogs.photos import PhotosCog
-from bot.core import PhotoService
+from bot.core import PhotoService, PlatformStartupError
 from inference.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -48,12 +48,8 @@ def invite_url(application_id: int) -> str:
     return discord.utils.oauth_url(application_id, permissions=REQUIRED_PERMISSIONS, scopes=INVITE_SCOPES)
 
 
-class DiscordStartupError(RuntimeError):
-    """Discord refused to start the bot (token or Message Content intent); ``str()`` says how to fix it.
-
-    A plain exception rather than ``SystemExit``: raised inside an asyncio task, ``SystemExit``
-    escapes the event loop and skips the orderly shutdown of the other platform and the worker.
-    """
+class DiscordStartupError(PlatformStartupError):
+    """Discord refused to start the bot (token or Message Content intent); ``str()`` says how to fix it."""
 
 
 def make_intents() -> discord.Intents:

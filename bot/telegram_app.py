@@ -21,20 +21,21 @@ from urllib.parse import urlparse
 
 from telegram import Bot, BotCommand, ChatMember, Document, Message, PhotoSize, Update
 from telegram.constants import ChatAction, ChatType
-from telegram.error import BadRequest, TelegramError
+from telegram.error import BadRequest, InvalidToken, TelegramError
 from telegram.ext import (
     AIORateLimiter,
     Application,
     ApplicationHandlerStop,
     CommandHandler,
     ContextTypes,
+    Defaults,
     MessageHandler,
     TypeHandler,
     filters,
 )
 
 from bot import messages
-from bot.core import ChatRef, PhotoService
+from bot.core import ChatRef, PhotoService, PlatformStartupError
 from inference.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -50,6 +51,10 @@ COMMANDS = (
 )
 _GROUP_TYPES = frozenset({ChatType.GROUP, ChatType.SUPERGROUP})
 _ADMIN_STATUSES = frozenset({ChatMember.ADMINISTRATOR, ChatMember.OWNER})
+INVALID_TOKEN_HELP = (
+    "Telegram rejected TELEGRAM_BOT_TOKEN. Copy the token again from @BotFather (/mybots → your bot → "
+    "API Token) into .env and start the bot again."
+)
 _FILE_TOO_BIG_HINT = "file is too big"  # Bot API's getFile error for files over its download limit
 
 IMAGE_FILTER = filters.PHOTO | filters.Document.IMAGE
@@ -84,6 +89,8 @@ def build_application(
         .base_url(settings.telegram_api_base_url)
         .base_file_url(settings.telegram_file_base_url)
         .rate_limiter(AIORateLimiter(max_retries=RATE_LIMIT_RETRIES))
+        # the photo may be deleted while its comment is made: still deliver the comment
+        .defaults(Defaults(allow_sending_without_reply=True))
         .concurrent_updates(True)  # photos are processed concurrently; the inference queue batches them
         .post_init(post_init)
         .post_shutdown(post_shutdown)
@@ -93,13 +100,14 @@ def build_application(
         service, settings, owns_service, TypingIndicator(typing_interval_s)
     )
 
+    new_only = ~filters.UpdateType.EDITED  # editing a caption must not earn a second comment
     application.add_handler(TypeHandler(Update, gate), group=-1)
-    application.add_handler(CommandHandler(["start", "help"], help_command))
-    application.add_handler(CommandHandler("model", model_command))
-    application.add_handler(CommandHandler("stats", stats_command))
-    application.add_handler(MessageHandler(IMAGE_FILTER, photo_message))
-    application.add_handler(MessageHandler(filters.Document.ALL, unsupported_file))
-    application.add_handler(MessageHandler(filters.COMMAND, unknown_command))
+    application.add_handler(CommandHandler(["start", "help"], help_command, filters=new_only))
+    application.add_handler(CommandHandler("model", model_command, filters=new_only))
+    application.add_handler(CommandHandler("stats", stats_command, filters=new_only))
+    application.add_handler(MessageHandler(IMAGE_FILTER & new_only, photo_message))
+    application.add_handler(MessageHandler(filters.Document.ALL & new_only, unsupported_file))
+    application.add_handler(MessageHandler(filters.COMMAND & new_only, unknown_command))
     application.add_error_handler(error_handler)
     return application
 
@@ -156,8 +164,12 @@ async def telegram_running(
 async def run_telegram(settings: Settings, service: PhotoService, stop: asyncio.Event) -> None:
     """Entry point for ``bot.app``: run until ``stop`` is set. The caller owns the service."""
     application = build_application(settings, service, owns_service=False)
-    async with telegram_running(application):
-        await stop.wait()
+    try:
+        async with telegram_running(application):
+            await stop.wait()
+    except InvalidToken:
+        logger.error(INVALID_TOKEN_HELP)
+        raise PlatformStartupError(INVALID_TOKEN_HELP) from None
     logger.info("telegram bot stopped")
 
 

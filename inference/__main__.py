@@ -64,6 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("중단했어요.", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug, not a user error: short message, details with LOG_LEVEL=DEBUG
+        logger.debug("unexpected failure", exc_info=True)
+        print(f"예상하지 못한 오류로 멈췄어요 😢 ({type(exc).__name__}: {exc})", file=sys.stderr)
+        return EXIT_UNUSABLE
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:

@@ -61,6 +61,7 @@ class PhaseResult:
     latencies_ms: list[float]
     errors: Counter[str]
     timings_ms: dict[str, list[float]]
+    fallbacks: int  # comments replaced by a template because the generator's output failed the check
 
     @property
     def throughput(self) -> float:
@@ -150,8 +151,10 @@ async def run_phase(
     latencies: list[float] = []
     errors: Counter[str] = Counter()
     timings: dict[str, list[float]] = {}
+    fallbacks = 0
 
     async def submitter(index: int) -> None:
+        nonlocal fallbacks
         for photo in order:  # shared iterator: each photo is taken by exactly one submitter
             started = time.perf_counter()
             try:
@@ -161,12 +164,13 @@ async def run_phase(
                 logger.warning("%s: %s", photo.name, exc)
                 continue
             latencies.append((time.perf_counter() - started) * 1000.0)
+            fallbacks += result.fallback
             for stage, ms in result.timings_ms.items():
                 timings.setdefault(stage, []).append(ms)
 
     started = time.perf_counter()
     await asyncio.gather(*(submitter(i) for i in range(concurrency)))
-    return PhaseResult(count, time.perf_counter() - started, latencies, errors, timings)
+    return PhaseResult(count, time.perf_counter() - started, latencies, errors, timings, fallbacks)
 
 
 @dataclass
@@ -176,7 +180,7 @@ class ClientRun:
     start_s: float
     worker_peak_rss: int
     device: str
-    batch_size_counts: dict[int, int]
+    batch_size_counts: dict[int, int]  # of the throughput phase
 
 
 async def measure(
@@ -201,7 +205,9 @@ async def measure(
         latency = None
         if latency_photos > 0:
             latency = await run_phase(client, photos, latency_photos, 1, generator)
+        batches_before = Counter(client.stats().batch_size_counts)
         throughput = await run_phase(client, photos, throughput_photos, concurrency, generator)
+        batches = Counter(client.stats().batch_size_counts) - batches_before
         rss.peak_bytes = max(rss.peak_bytes, _high_water_mark(transport.worker_pid))
     finally:
         await rss.stop()
@@ -213,7 +219,7 @@ async def measure(
         start_s=start_s,
         worker_peak_rss=rss.peak_bytes,
         device=worker.device if worker else settings.device,
-        batch_size_counts=client.stats().batch_size_counts,
+        batch_size_counts=dict(sorted(batches.items())),
     )
 
 
@@ -265,9 +271,11 @@ def build_report(
         "worker_start_s": round(batched.start_s, 2),
         "stage_median_ms": stage_medians,
         "errors": dict(latency.errors + batched.throughput.errors + unbatched.throughput.errors),
+        "fallback_rate": round(latency.fallbacks / max(1, len(latency.latencies_ms)), 3),
         "device": batched.device,
         "torch_threads": settings.resolved_threads(),
         "cpu_count": psutil.cpu_count(),
+        "load_average_1m": round(psutil.getloadavg()[0], 2),  # at the end, the benchmark's own included
         "generator": generator,
         "weights_dir": str(settings.weights_dir),
         "photos": [f"{p.name} ({len(p.data) // 1024} KiB)" for p in photos],
@@ -289,6 +297,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=16, help="concurrent submitters")
     parser.add_argument("--max-batch-size", type=int, default=8, help="batch size of the batched run")
     parser.add_argument("--max-wait-ms", type=float, help="batching window (default: settings)")
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="also the worker's",
+    )
     parser.add_argument("--pipeline-factory", default=DEFAULT_PIPELINE_FACTORY, help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
@@ -299,7 +313,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def make_settings(args: argparse.Namespace) -> Settings:
-    overrides: dict[str, Any] = {"max_batch_size": args.max_batch_size}
+    overrides: dict[str, Any] = {"max_batch_size": args.max_batch_size, "log_level": args.log_level}
     if args.weights_dir is not None:
         overrides["weights_dir"] = args.weights_dir
     if args.device is not None:
@@ -312,6 +326,7 @@ def make_settings(args: argparse.Namespace) -> Settings:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
+    load_before = psutil.getloadavg()[0]  # other work on the machine; above ~0.5 the numbers suffer
     settings = make_settings(args)
     photos = photos_from_dir(args.images) if args.images else default_photos()
     if not photos:
@@ -327,7 +342,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     unbatched_settings = settings.model_copy(update={"max_batch_size": 1})
     unbatched = await measure(unbatched_settings, args.pipeline_factory, photos, latency_photos=0, **common)
-    return build_report(batched, unbatched, photos, generator, settings, args.concurrency)
+    report = build_report(batched, unbatched, photos, generator, settings, args.concurrency)
+    report["load_average_before"] = round(load_before, 2)
+    return report
 
 
 def format_text(report: dict[str, Any]) -> str:
@@ -338,7 +355,7 @@ def format_text(report: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
     try:
         report = asyncio.run(run(args))
     except (SettingsError, CommentBotError) as exc:

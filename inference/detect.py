@@ -93,6 +93,7 @@ class YoloRunner:
         self.conf = conf
         self.max_det = max_det
         self.half = device.startswith("cuda")
+        self.batched = device != "cpu"
         self.names: dict[int, str] = dict(self.model.names)
         logger.info(
             "loaded %s (%d classes: %s) imgsz=%d conf=%.2f on %s",
@@ -105,10 +106,19 @@ class YoloRunner:
         )
 
     def predict(self, images: Sequence[Image.Image]) -> list[list[RawBox]]:
+        """Boxes per image. One batched call on GPU; on CPU one call per image, because there a
+        batch is no faster per image (the cores are busy either way) and mixed photo shapes force
+        square 640×640 letterboxing instead of each photo's smaller rectangle (measured: 150 vs
+        174 ms/img for mixed shapes, 86 vs 140 ms/img for same shapes, yolov10n, 2 cores)."""
         if not images:
             return []
+        if self.batched:
+            return [self._raw_boxes(result) for result in self._predict(list(images))]
+        return [self._raw_boxes(self._predict([image])[0]) for image in images]
+
+    def _predict(self, images: list[Image.Image]) -> list[Any]:
         results = self.model.predict(
-            list(images),
+            images,
             imgsz=self.imgsz,
             conf=self.conf,
             max_det=self.max_det,
@@ -116,7 +126,7 @@ class YoloRunner:
             half=self.half,
             verbose=False,
         )
-        return [self._raw_boxes(result) for result in results]
+        return list(results)
 
     def _raw_boxes(self, result: Any) -> list[RawBox]:
         boxes = result.boxes

@@ -7,6 +7,7 @@ Crops are taken with :func:`crop_face` — the same margin the classifier was tr
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -58,7 +59,7 @@ class EmotionCNN(nn.Module):
     def __init__(self, config: ClassifierConfig) -> None:
         super().__init__()
         widths = (1, *config.widths)
-        self.features = nn.Sequential(*(_block(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True)))
+        self.features = nn.Sequential(*(_block(a, b) for a, b in itertools.pairwise(widths)))
         self.head = nn.Sequential(
             nn.Flatten(), nn.Dropout(config.dropout), nn.Linear(widths[-1], len(config.classes))
         )

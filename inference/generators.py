@@ -77,7 +77,7 @@ class CommentGenerator(ABC):
         tokenizer = AutoTokenizer.from_pretrained(entry.path, local_files_only=True)
         model = cls._model_class().from_pretrained(entry.path, local_files_only=True)
         if device.startswith("cuda"):
-            model = model.half()  # half the memory and faster; generation quality is unaffected
+            model = model.to(_half_dtype())  # half the memory, faster; quality is unaffected
         model = model.to(device).eval()
         logger.info(
             "loaded generator %s (%s) from %s on %s", entry.name, entry.meta.architecture, entry.path, device
@@ -156,6 +156,11 @@ class CausalGenerator(CommentGenerator):
         new_tokens = output[:, inputs["input_ids"].shape[1] :]  # decode only what the model added
         texts: list[str] = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
         return [_first_line(text) for text in texts]
+
+
+def _half_dtype() -> torch.dtype:
+    """bfloat16 where the GPU has it: T5 activations overflow float16 (inf/NaN → empty comments)."""
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
 def _first_line(text: str) -> str:
@@ -242,7 +247,7 @@ class GeneratorSet:
         for name, entry in entries.items():
             try:
                 loaded[name] = CommentGenerator.load(entry, device)
-            except (OSError, ValueError) as exc:  # one broken drop-in folder must not take the others down
+            except (OSError, ValueError, RuntimeError) as exc:  # one broken drop-in must not stop the rest
                 logger.error("skipping generator %s: cannot load %s (%s)", name, entry.path, exc)
         return cls(loaded, default)
 

@@ -145,7 +145,7 @@ def _request_draft(image: Image.Image, max_side: int) -> None:
     ``draft`` only picks scales that keep the result at least as large as requested, so the
     final ``thumbnail`` still sees enough pixels for a clean downscale.
     """
-    if image.format != "JPEG" or max(image.size) <= max_side:
+    if image.format not in ("JPEG", "MPO") or max(image.size) <= max_side:  # MPO: camera JPEGs
         return
     ratio = max_side / max(image.size)
     requested = (math.ceil(image.size[0] * ratio), math.ceil(image.size[1] * ratio))

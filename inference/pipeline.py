@@ -62,8 +62,10 @@ class Pipeline:
         emotion: EmotionDetector,
         objects: ObjectDetector | None,
         generators: GeneratorSet,
+        device: str = "cpu",
     ) -> None:
         self.settings = settings
+        self.device = device  # resolved ("cuda", not "auto"); the worker reports it
         self.emotion = emotion
         self.objects = objects
         self.generators = generators
@@ -83,6 +85,7 @@ class Pipeline:
             EmotionDetector.from_settings(settings, device),
             ObjectDetector.from_settings(settings, device),
             GeneratorSet.from_dir(settings.generators_dir, device, settings.default_generator),
+            device,
         )
 
     def generator_names(self) -> list[str]:

@@ -304,6 +304,7 @@ class LocalProcessTransport:
             logger.error("worker pid %s failed to start: %s", handle.process.pid, payload)
             if not handle.ready.done():
                 handle.ready.set_exception(WorkerStartError(str(payload)))
+                handle.ready.exception()  # mark retrieved: a timed-out start no longer waits
         elif kind == "started":
             self._supervisor.batch_size_counts[len(payload)] += 1
             for job_id in payload:
@@ -333,16 +334,22 @@ class LocalProcessTransport:
         _release(handle)
         self._supervisor.restarts += 1
         self._supervisor.consecutive_failures += 1
-        self._supervisor.task = asyncio.get_running_loop().create_task(self._restart())
+        # The successor's queue is current at once: jobs submitted from now on wait for it.
+        successor = self._new_handle()
+        self._supervisor.task = asyncio.get_running_loop().create_task(self._restart(successor))
 
-    async def _restart(self) -> None:
+    async def _restart(self, handle: _WorkerHandle) -> None:
         failures = self._supervisor.consecutive_failures
         delay = 0.0 if failures <= 1 else min(MAX_RESTART_DELAY_S, 2.0 ** (failures - 2))
-        handle = self._new_handle()
         if delay:
             logger.warning("worker keeps dying (%d times in a row); restarting in %.0f s", failures, delay)
             await asyncio.sleep(delay)
-        await self._launch(handle)
+        try:
+            await self._launch(handle)
+        except Exception:  # e.g. out of file descriptors: count it as a death and try again later
+            logger.exception("could not start a new worker process")
+            self._on_exit(handle)
+            return
         with contextlib.suppress(WorkerStartError):  # its exit (or the kill) schedules the next try
             await self._wait_ready(handle)
 

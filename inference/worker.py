@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import pickle
 import pkgutil
 import queue
 import signal
@@ -95,7 +96,7 @@ def serve(pipeline: BatchPipeline, jobs: Any, results: Connection, policy: Batch
         live = _fail_expired(batch, results)
         if live:
             results.send(("started", [job.job_id for job in live]))
-            results.send(("done", run_jobs(pipeline, live, request_type)))
+            send_outcomes(results, run_jobs(pipeline, live, request_type))
         if stop:
             return
 
@@ -141,6 +142,28 @@ def run_jobs(pipeline: BatchPipeline, batch: list[Job], request_type: Callable[.
     return [_outcome(job, answer, len(batch), elapsed_ms) for job, answer in zip(batch, answers, strict=True)]
 
 
+def send_outcomes(results: Connection, outcomes: list[JobOutcome]) -> None:
+    """Send a batch's outcomes; one that cannot be pickled (an odd error object) must not kill the
+    worker: its job fails with ``InferenceFailedError`` instead."""
+    try:
+        results.send(("done", outcomes))
+    except (pickle.PicklingError, TypeError, AttributeError):
+        logger.exception("could not send outcomes; sending plain errors instead")
+        safe = [_picklable(outcome) for outcome in outcomes]
+        results.send(("done", safe))
+
+
+def _picklable(outcome: JobOutcome) -> JobOutcome:
+    try:
+        pickle.dumps(outcome)
+    except (pickle.PicklingError, TypeError, AttributeError):
+        error = InferenceFailedError("result could not be sent to the bot")
+        return JobOutcome(
+            outcome.job_id, error=error, batch_size=outcome.batch_size, worker_ms=outcome.worker_ms
+        )
+    return outcome
+
+
 def _outcome(job: Job, answer: object, batch_size: int, elapsed_ms: float) -> JobOutcome:
     if isinstance(answer, CommentResult):
         return JobOutcome(job.job_id, result=answer, batch_size=batch_size, worker_ms=elapsed_ms)
@@ -159,7 +182,7 @@ def _fail_expired(batch: list[Job], results: Connection) -> list[Job]:
         outcomes = [
             JobOutcome(job.job_id, error=JobTimeoutError("deadline passed in the queue")) for job in expired
         ]
-        results.send(("done", outcomes))
+        send_outcomes(results, outcomes)
     return [job for job in batch if job.deadline > now]
 
 

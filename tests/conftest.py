@@ -7,8 +7,10 @@ and is recorded; a test that tried one fails even if a library swallowed the exc
 from __future__ import annotations
 
 import atexit
+import contextlib
 import importlib.util
 import ipaddress
+import os
 import shutil
 import socket
 import tempfile
@@ -26,6 +28,7 @@ from tests.fixtures.tiny_models import make_tiny_weights
 _YOLO_CONFIG_DIR = Path(tempfile.mkdtemp(prefix="yolo-config-"))
 atexit.register(shutil.rmtree, _YOLO_CONFIG_DIR, ignore_errors=True)
 prepare_offline_ultralytics(_YOLO_CONFIG_DIR)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # transformers loads local folders only; never ask the Hub
 
 
 # --- network block -------------------------------------------------------------------------------
@@ -83,19 +86,26 @@ def _guarded_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
     return _real_getaddrinfo(host, *args, **kwargs)
 
 
-socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
-socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
+socket.socket.connect = _guarded_connect  # type: ignore[method-assign,assignment]
+socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign,assignment]
 socket.getaddrinfo = _guarded_getaddrinfo
 
 
-@pytest.fixture(autouse=True)
-def _fail_on_network_access() -> Iterator[None]:
+@contextlib.contextmanager
+def network_guard() -> Iterator[None]:
+    """Fail when the block is hit inside, even if the code under test swallowed the exception."""
     start = len(blocked_attempts)
     yield
     attempts = blocked_attempts[start:]
     if attempts:
         del blocked_attempts[start:]
         pytest.fail(f"test tried to use the network: {attempts}")
+
+
+@pytest.fixture(autouse=True)
+def _fail_on_network_access() -> Iterator[None]:
+    with network_guard():
+        yield
 
 
 # --- tiny weights and settings ------------------------------------------------------------------
@@ -109,7 +119,7 @@ def make_settings(weights_dir: Path, **overrides: Any) -> Settings:
     """Settings for tests: explicit values only, no ``.env`` file."""
     values: dict[str, Any] = {"weights_dir": weights_dir, "device": "cpu", "torch_threads": 2}
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 @pytest.fixture

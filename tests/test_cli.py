@@ -56,13 +56,12 @@ def test_json_lines_in_input_order_with_errors_per_photo(
     assert [line["file"] for line in lines] == [str(p) for p in photos]
 
     ok = lines[0]
-    assert JSON_KEYS <= set(ok)
+    assert set(ok) >= JSON_KEYS
     assert ok["generator"] == "t5"
     assert any("\uac00" <= ch <= "\ud7a3" for ch in ok["comment"])
     assert ok["faces"] and set(ok["faces"][0]) == {"label", "keyword", "confidence", "box"}
     assert all(0 <= f["box"][0] <= f["box"][2] <= 810 and f["box"][3] <= 1080 for f in ok["faces"])
     assert {"decode", "emotion", "objects", "generate", "total"} <= set(ok["timings_ms"])
-    assert "댓글" not in completed.stdout.split("\n")[0][:1]  # plain JSON, not the text format
 
     assert lines[1]["code"] == "not_an_image"
     assert lines[2]["code"] == "file_not_found"

@@ -47,7 +47,7 @@ def copy_generator(source: Path, target: Path, **meta_changes: Any) -> Path:
 def token_ids(generator: CommentGenerator, hangul: bool) -> list[int]:
     """Ids of vocabulary tokens that decode to pure Hangul text (``hangul=True``) or all others."""
     vocab_size = len(generator.tokenizer)
-    pure = {i for i in range(vocab_size) if HANGUL_ONLY.match(generator.tokenizer.decode([i]))}
+    pure = {i for i in range(vocab_size) if HANGUL_ONLY.match(str(generator.tokenizer.decode([i])))}
     return sorted(pure) if hangul else sorted(set(range(vocab_size)) - pure)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from inference.detect import resolve_weights
 from inference.errors import (
     EmptyImageError,
     InferenceFailedError,
@@ -18,10 +19,11 @@ from inference.errors import (
     UnknownGeneratorError,
 )
 from inference.images import decode_image
-from inference.keywords import format_keywords, parse_keywords
+from inference.keywords import build_keywords, format_keywords, parse_keywords
+from inference.labels import object_keyword
 from inference.pipeline import Pipeline, PipelineRequest
 from inference.results import CommentResult
-from inference.settings import DEFAULT_WEIGHTS_DIR, Settings
+from inference.settings import DEFAULT_WEIGHTS_DIR
 from tests.conftest import make_settings
 from tests.fixtures import images as corpus
 from tests.fixtures.tiny_models import make_tiny_detector
@@ -48,9 +50,9 @@ def run_one(pipeline: Pipeline, data: bytes, **kwargs: object) -> CommentResult:
 
 def assert_inside(result: CommentResult) -> None:
     width, height = result.image_size
-    for item in (*result.faces, *result.objects):
-        x1, y1, x2, y2 = item.box
-        assert 0 <= x1 <= x2 <= width and 0 <= y1 <= y2 <= height, item
+    boxes = [face.box for face in result.faces] + [obj.box for obj in result.objects]
+    for x1, y1, x2, y2 in boxes:
+        assert 0 <= x1 <= x2 <= width and 0 <= y1 <= y2 <= height, (x1, y1, x2, y2)
 
 
 @pytest.mark.parametrize("photo", ["bus_jpg", "zidane_jpg"])
@@ -115,6 +117,36 @@ def test_batch_returns_per_item_errors_in_order(pipeline: Pipeline, bus_jpg: Pat
     assert isinstance(results[3], TruncatedImageError)
     assert isinstance(results[4], CommentResult) and results[4].generator == "gpt2"
     assert isinstance(results[5], NotAnImageError)
+
+
+def test_batched_and_one_by_one_detection_agree(pipeline: Pipeline, zidane_jpg: Path) -> None:
+    """CPU predicts per image, GPU in one batch; same-shape images give the same boxes either way."""
+    image = decode_image(zidane_jpg.read_bytes()).image
+    runner = pipeline.emotion.runner
+    assert runner.batched is False  # cpu
+    one_by_one = runner.predict([image, image])
+    try:
+        runner.batched = True
+        batched = runner.predict([image, image])
+    finally:
+        runner.batched = False
+    assert len(batched) == 2 and batched[0]
+    for got, want in zip(batched, one_by_one, strict=True):
+        assert [b.label for b in got] == [b.label for b in want]
+        for g, w in zip(got, want, strict=True):
+            assert g.box == pytest.approx(w.box, abs=0.5)
+
+
+def test_tiny_and_extreme_shapes_still_get_a_comment(pipeline: Pipeline) -> None:
+    shapes = [(1, 1), (1, 5000), (9000, 2), (3, 3)]
+    flat = [corpus.encode(Image.new("RGB", size, (90, 120, 150)), "PNG") for size in shapes]
+    requests = [PipelineRequest(data) for data in flat]
+    results = pipeline.run_batch(requests)
+    for size, result in zip(shapes, results, strict=True):
+        assert isinstance(result, CommentResult), result
+        assert result.image_size == size
+        assert has_hangul(result.comment)
+        assert_inside(result)
 
 
 def test_empty_batch(pipeline: Pipeline) -> None:
@@ -202,6 +234,33 @@ def test_second_stage_classifier_relabels_faces(
     assert all(0.5 <= face.confidence <= 1.0 for face in result.faces)  # softmax top of 2 classes
 
 
+def test_optional_object_detector_adds_korean_object_keywords(
+    tiny_weights_dir: Path, tmp_path: Path, bus_jpg: Path
+) -> None:
+    names = ["Glasses", "Tree", "Human face", "Flux capacitor", "bus"]
+    object_weights = make_tiny_detector(tmp_path / "objects.pt", names, write_metadata=False)
+    settings = make_settings(tiny_weights_dir, object_weights=str(object_weights), object_conf=0.0)
+    loaded = Pipeline.from_settings(settings)
+    assert loaded.objects is not None
+    result = run_one(loaded, bus_jpg.read_bytes())
+    assert result.objects
+    for obj in result.objects:
+        assert obj.label in names
+        assert obj.keyword == object_keyword(obj.label)  # Korean name; None for generic/unknown
+    assert result.keywords == build_keywords(result.faces, result.objects, settings.max_keywords)
+    assert result.timings_ms["objects"] > 0
+    assert_inside(result)
+
+
+def test_weights_setting_resolution(tiny_weights_dir: Path) -> None:
+    settings = make_settings(tiny_weights_dir)
+    local = resolve_weights(settings, "emotion/model.pt")
+    assert Path(local) == tiny_weights_dir / "emotion" / "model.pt"
+    assert resolve_weights(settings, "yolov10n.pt") == "yolov10n.pt"  # ultralytics downloads it (not here)
+    with pytest.raises(FileNotFoundError):
+        resolve_weights(settings, "emotion/nope.pt")
+
+
 def test_missing_emotion_weights_is_a_clear_startup_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="weights"):
         Pipeline.from_settings(make_settings(tmp_path, emotion_weights="emotion/missing.pt"))
@@ -209,6 +268,7 @@ def test_missing_emotion_weights_is_a_clear_startup_error(tmp_path: Path) -> Non
 
 def test_generator_names(pipeline: Pipeline) -> None:
     assert pipeline.generator_names() == ["gpt2", "t5"]
+    assert pipeline.device == "cpu"
 
 
 def _shipped_weights_ready() -> bool:
@@ -219,7 +279,7 @@ def _shipped_weights_ready() -> bool:
 
 @pytest.mark.skipif(not _shipped_weights_ready(), reason="shipped weights not in weights/ yet")
 def test_shipped_weights_comment_on_a_photo_with_faces(zidane_jpg: Path) -> None:
-    settings = Settings(_env_file=None, weights_dir=DEFAULT_WEIGHTS_DIR, device="cpu", torch_threads=2)  # type: ignore[call-arg]
+    settings = make_settings(DEFAULT_WEIGHTS_DIR)
     loaded = Pipeline.from_settings(settings)
     buffer = io.BytesIO()
     Image.open(zidane_jpg).save(buffer, format="PNG")

@@ -29,8 +29,10 @@ from inference.errors import (
     WorkerCrashedError,
     WorkerStartError,
 )
+from inference.results import CommentResult
 from inference.transport import LocalProcessTransport
 from tests.conftest import make_settings
+from tests.test_queue_fakes import CRASH_ON_LOAD
 
 FAKES = "tests.test_queue_fakes"
 FAKE = f"{FAKES}:FakePipeline.from_settings"
@@ -166,14 +168,16 @@ async def test_late_job_fails_with_timeout_and_worker_skips_expired_jobs(tmp_pat
 async def test_one_failing_job_does_not_fail_its_batch(tmp_path: Path) -> None:
     async with running_client(tmp_path, max_batch_size=8, max_wait_ms=300.0) as client:
         outcomes = await gather_outcomes(client, [b"ok:a", b"fail", b"bad", b"ok:b"])
-        outcomes.append(await gather_outcomes(client, [b"ok:c"], generator="nope"))
+        unknown = await gather_outcomes(client, [b"ok:c"], generator="nope")
+        odd = await gather_outcomes(client, [b"odd", b"ok:d"])
         stats = client.stats()
     assert outcomes[0].comment == "a" and outcomes[3].comment == "b"
     assert isinstance(outcomes[1], InferenceFailedError)
     assert isinstance(outcomes[2], NotAnImageError)
-    assert isinstance(outcomes[4][0], UnknownGeneratorError)
-    assert "gpt2, t5" in outcomes[4][0].user_message
-    assert stats.jobs_done == 2 and stats.jobs_failed == 3
+    assert isinstance(unknown[0], UnknownGeneratorError)
+    assert "gpt2, t5" in unknown[0].user_message
+    assert isinstance(odd[0], InferenceFailedError) and odd[1].comment == "d"
+    assert stats.jobs_done == 3 and stats.jobs_failed == 4 and stats.worker_restarts == 0
 
 
 async def test_worker_crash_fails_its_jobs_and_the_worker_restarts(tmp_path: Path) -> None:
@@ -189,6 +193,35 @@ async def test_worker_crash_fails_its_jobs_and_the_worker_restarts(tmp_path: Pat
     assert not psutil.pid_exists(first_pid) or psutil.Process(first_pid).status() == psutil.STATUS_ZOMBIE
     assert stats.worker_restarts == 1
     assert stats.errors_by_code == {"worker_crashed": 2}
+
+
+async def test_worker_that_keeps_dying_is_restarted_with_backoff_and_recovers(tmp_path: Path) -> None:
+    marker = tmp_path / CRASH_ON_LOAD
+    async with running_client(tmp_path, job_timeout_s=1.0) as client:
+        marker.touch()  # from now on new workers die while loading
+        with pytest.raises(WorkerCrashedError):
+            await client.comment(b"crash", chat_key="a")
+        await asyncio.sleep(4.0)
+        restarts = client.stats().worker_restarts
+        # died at once, then after 1 s, 2 s, ... of back-off: a few tries, not a hot loop
+        assert 2 <= restarts <= 5, restarts
+        with pytest.raises((WorkerCrashedError, JobTimeoutError)):
+            await client.comment(b"ok:meanwhile", chat_key="a")  # fails in bounded time, never hangs
+        marker.unlink()
+        result = await until_answered(client, b"ok:back", within_s=30.0)
+        assert result.comment == "back"
+        assert (await client.comment(b"ok:steady", chat_key="a")).comment == "steady"
+
+
+async def until_answered(client: InferenceClient, image: bytes, within_s: float) -> CommentResult:
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            return await client.comment(image, chat_key="retry")
+        except (WorkerCrashedError, JobTimeoutError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
 
 
 async def test_shutdown_with_pending_jobs_is_bounded(tmp_path: Path) -> None:

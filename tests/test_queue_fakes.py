@@ -9,8 +9,11 @@ script what happens to it:
     b"fail"          run_batch raises (the worker must isolate the job)
     b"bad"           NotAnImageError in that slot
     b"crash"         the worker process dies with os._exit(3)
+    b"odd"           an error object that cannot be pickled back to the client
     b"pid"           comment is the worker's pid
     b"tokens"        comment shows the bot tokens the worker received
+
+and ``FakePipeline`` dies while loading when ``weights_dir/crash-on-load`` exists.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from inference.results import CommentResult
 from inference.settings import Settings
 
 GENERATORS = ("gpt2", "t5")
+CRASH_ON_LOAD = "crash-on-load"  # while this file exists in weights_dir, new workers die loading
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +48,8 @@ class FakePipeline:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FakePipeline:
+        if (settings.weights_dir / CRASH_ON_LOAD).exists():
+            os._exit(4)  # like a segfault or OOM kill while loading the models
         return cls(settings)
 
     def generator_names(self) -> list[str]:
@@ -67,6 +73,8 @@ class FakePipeline:
             return UnknownGeneratorError(generator, GENERATORS)
         if request.image == b"bad":
             return NotAnImageError("scripted bad image")
+        if request.image == b"odd":
+            return UnpicklableError()
         text = request.image.decode(errors="replace")
         if request.image == b"pid":
             text = str(os.getpid())
@@ -80,6 +88,15 @@ class FakePipeline:
             generator=generator,
             timings_ms={"batch_size": float(batch_size)},
         )
+
+
+class UnpicklableError(CommentBotError):
+    def __init__(self) -> None:
+        super().__init__("carries a lambda")
+        self.callback = lambda: None
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (UnpicklableError, (), {"callback": self.callback})
 
 
 class BrokenPipeline(FakePipeline):

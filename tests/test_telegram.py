@@ -22,11 +22,12 @@ import pytest
 import pytest_asyncio
 from PIL import Image
 
+from bot import app as bot_app
 from bot import messages
 from bot.app import TokenRedactingFilter, quiet_http_loggers
-from bot.core import CommentClient, PhotoService
-from bot.store import ChatSettingsStore
-from bot.telegram_app import COMMANDS, build_application, telegram_running, webhook_arguments
+from bot.core import CommentClient, PhotoService, PlatformStartupError
+from bot.store import ChatSettingsStore, StoreClosedError
+from bot.telegram_app import COMMANDS, build_application, run_telegram, telegram_running, webhook_arguments
 from inference.client import InferenceClient
 from inference.errors import ImageError, QueueFullError
 from inference.registry import discover_generators
@@ -110,8 +111,10 @@ async def running_bot(
         await store.close()
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def no_token_in_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Every test here runs with DEBUG logging as ``bot.app`` configures it; no record may carry the
+    token (httpx would log it in request URLs at INFO if it were not quieted)."""
     quiet_http_loggers()
     with caplog.at_level(logging.DEBUG):
         yield
@@ -123,7 +126,7 @@ def no_token_in_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
 
 # --- photos ------------------------------------------------------------------------------------
 async def test_photo_gets_a_korean_comment_replying_to_it(
-    server: FakeTelegramServer, settings_for: Any, real_client: InferenceClient, no_token_in_logs: None
+    server: FakeTelegramServer, settings_for: Any, real_client: InferenceClient
 ) -> None:
     async with running_bot(settings_for(), real_client):
         large, small = _image(320, 240), _image(32, 24, color=(0, 0, 0))
@@ -173,6 +176,30 @@ async def test_image_documents_get_comments_other_files_get_told(
     assert _has_korean_and_emoji(replies[1]["text"]) and replies[1]["text"] not in IMAGE_ERROR_REPLIES
     assert replies[2]["text"] == messages.UNSUPPORTED_FILE
     assert len(server.calls_of("getFile")) == 2  # the PDF was never downloaded
+
+
+async def test_edited_photo_message_gets_no_second_comment(
+    server: FakeTelegramServer, settings_for: Any
+) -> None:
+    client = FakeInferenceClient()
+    async with running_bot(settings_for(), client):
+        edited = await server.push_message(
+            chat_id=USER, user_id=USER, photo=[(_image(), 96, 64)], caption="고친 캡션", edited=True
+        )
+        fresh = await server.push_message(chat_id=USER, user_id=USER, photo=[(_image(), 96, 64)])
+        await server.wait_for_reply(fresh)
+        await asyncio.sleep(0.3)
+    assert not server.replies_to(edited) and len(client.calls) == 1
+
+
+async def test_comment_still_arrives_when_the_photo_was_deleted_meanwhile(
+    server: FakeTelegramServer, settings_for: Any
+) -> None:
+    async with running_bot(settings_for(), FakeInferenceClient(delay_s=0.3)):
+        message_id = await server.push_message(chat_id=USER, user_id=USER, photo=[(_image(), 96, 64)])
+        server.deleted_messages.add(message_id)
+        reply = await server.wait_for_reply(message_id)
+    assert _has_korean_and_emoji(reply["text"]) and len(server.sent_messages()) == 1
 
 
 async def test_album_gets_one_comment_per_photo(
@@ -225,6 +252,23 @@ async def test_file_refused_by_the_bot_api_gets_the_too_big_reply(
 
 
 # --- commands and per-chat settings --------------------------------------------------------------
+async def test_application_owning_its_resources_opens_and_closes_them(
+    server: FakeTelegramServer, settings_for: Any
+) -> None:
+    """The PTB-example path: post_init opens the store and starts the client, post_shutdown closes them."""
+    settings = settings_for()
+    client = FakeInferenceClient()
+    store = ChatSettingsStore(settings.state_db)
+    application = build_application(settings, PhotoService(client, store, settings), owns_service=True)
+    async with telegram_running(application, poll_timeout_s=1):
+        assert client.state == "running"
+        switched = await server.push_message(chat_id=USER, user_id=USER, text="/model gpt2")
+        assert (await server.wait_for_reply(switched))["text"] == messages.model_switched("gpt2")
+    assert client.state == "closed"
+    with pytest.raises(StoreClosedError):
+        await store.get_generator(f"telegram:{USER}")
+
+
 async def test_help_and_unknown_command(server: FakeTelegramServer, settings_for: Any) -> None:
     async with running_bot(settings_for(), FakeInferenceClient()):
         start = await server.push_message(chat_id=USER, user_id=USER, text="/start")
@@ -502,3 +546,26 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+async def test_a_rejected_token_stops_with_a_clear_message(
+    server: FakeTelegramServer, settings_for: Any
+) -> None:
+    settings = settings_for(telegram_bot_token="111:wrong-token")
+    store = ChatSettingsStore(settings.state_db)
+    service = PhotoService(FakeInferenceClient(), store, settings)
+    with pytest.raises(PlatformStartupError, match="TELEGRAM_BOT_TOKEN"):
+        async with asyncio.timeout(20):
+            await run_telegram(settings, service, asyncio.Event())
+
+
+async def test_a_platform_failing_at_start_stops_the_process_with_exit_1(
+    server: FakeTelegramServer, settings_for: Any
+) -> None:
+    settings = settings_for(telegram_bot_token="111:wrong-token")
+    store = ChatSettingsStore(settings.state_db)
+    service = PhotoService(FakeInferenceClient(), store, settings)
+    stop = asyncio.Event()
+    async with asyncio.timeout(20):
+        exit_code = await bot_app._run_platforms(settings, service, stop)
+    assert exit_code == 1 and stop.is_set()

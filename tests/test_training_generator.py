@@ -22,6 +22,7 @@ from training import evaluate_generator, train_generator
 from training.augment import (
     attach_particle,
     augment_pairs,
+    common_syllables,
     replace_word,
     swap_object_keywords,
     unseen_keyword_pairs,
@@ -417,3 +418,16 @@ def test_augment_pairs_and_unseen_pairs_use_disjoint_names(data_files: tuple[Pat
         assert all(o in pair.comment for o in objects)
     unseen = unseen_keyword_pairs(pairs, holdout, seed=0)
     assert unseen and all(set(p.object_keywords) <= set(holdout) for p in unseen)
+
+
+def test_synthetic_names_teach_copying_of_any_syllables() -> None:
+    syllables = common_syllables()
+    assert len(syllables) == 2350 and "가" in syllables and "뷁" not in syllables
+    pairs = [p for p in fixture_pairs() if p.object_keywords]
+    augmented = augment_pairs(pairs, ["사과"], copies=4, seed=1, synthetic_share=0.5)
+    made_up = [p for p in augmented if p.object_keywords != ["사과"]]
+    assert 0.3 * len(augmented) < len(made_up) < 0.7 * len(augmented)
+    for pair in made_up:
+        name = pair.object_keywords[0]
+        assert name in pair.comment and name not in OBJECTS
+        assert all(char in syllables for char in name.replace(" ", ""))

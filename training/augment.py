@@ -135,13 +135,41 @@ def swap_object_keywords(
     return Pair(keywords=new_keywords, comment=comment)
 
 
-def augment_pairs(pairs: Sequence[Pair], pool: Sequence[str], *, copies: int, seed: int) -> list[Pair]:
-    """``copies`` keyword-swapped variants of every pair that mentions an object keyword."""
+def common_syllables() -> list[str]:
+    """The 2,350 Hangul syllables of KS X 1001 (those EUC-KR can encode): the everyday ones."""
+    syllables = []
+    for code in range(_HANGUL_FIRST, _HANGUL_LAST + 1):
+        char = chr(code)
+        # Python's EUC-KR codec spells the other 8,822 syllables as 8-byte make-up sequences.
+        if len(char.encode("euc-kr")) == 2:
+            syllables.append(char)
+    return syllables
+
+
+def random_name(rng: random.Random, syllables: Sequence[str]) -> str:
+    """A made-up object name such as "로부탄" or "미소 갈리": 1–2 words of 1–4 syllables."""
+    words = 2 if rng.random() < 0.25 else 1
+    return " ".join("".join(rng.choices(syllables, k=rng.choice((1, 2, 2, 3, 3, 4)))) for _ in range(words))
+
+
+def augment_pairs(
+    pairs: Sequence[Pair], pool: Sequence[str], *, copies: int, seed: int, synthetic_share: float = 0.0
+) -> list[Pair]:
+    """``copies`` keyword-swapped variants of every pair that mentions an object keyword.
+
+    A ``synthetic_share`` of the variants get made-up names of random common syllables instead of
+    pool names: a model can memorise a few hundred real names, but only copying from its input
+    gets made-up ones right, and copying is what unseen object names need.
+    """
     rng = random.Random(seed)
+    syllables = common_syllables() if synthetic_share > 0 else []
     augmented: list[Pair] = []
     for _ in range(copies):
         for pair in pairs:
-            variant = swap_object_keywords(pair, pool, rng)
+            names = pool
+            if syllables and rng.random() < synthetic_share:
+                names = [random_name(rng, syllables) for _ in range(4)]
+            variant = swap_object_keywords(pair, names, rng)
             if variant is not None:
                 augmented.append(variant)
     logger.info(

@@ -22,7 +22,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,17 +98,20 @@ def _checkpoint_in(run: Path, name: str) -> Path:
     return run if run.suffix == ".pt" else run / "weights" / name
 
 
-def train(args: argparse.Namespace) -> Path:
-    """Run ultralytics training; returns the run folder (holding weights/best.pt, last.pt)."""
+def train(args: argparse.Namespace, callbacks: Mapping[str, Callable[[Any], None]] | None = None) -> Path:
+    """Run ultralytics training; returns the run folder (holding weights/best.pt, last.pt).
+
+    ``callbacks`` (ultralytics event → function of the trainer) are added to the model's own.
+    """
+    source = _checkpoint_in(args.resume, "last.pt") if args.resume is not None else args.base
+    model = load_yolo(source, args.threads)
+    model.add_callback("on_train_start", _keep_threads(args.threads))
+    for event, callback in (callbacks or {}).items():
+        model.add_callback(event, callback)
     if args.resume is not None:
-        last = _checkpoint_in(args.resume, "last.pt")
-        model = load_yolo(last, args.threads)
-        model.add_callback("on_train_start", _keep_threads(args.threads))
-        logger.info("resuming %s", last)
+        logger.info("resuming %s", source)
         model.train(resume=True)
     else:
-        model = load_yolo(args.base, args.threads)
-        model.add_callback("on_train_start", _keep_threads(args.threads))
         model.train(
             data=str(args.data),
             imgsz=args.imgsz,

@@ -211,7 +211,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             loss.backward()
             optimizer.step()
             scheduler.step()
-            running += float(loss) * len(index)
+            running += loss.item() * len(index)
         held = accuracy(model, hold_x, hold_y)
         fer_val = accuracy(model, fer_val_x, fer_val_y)
         score = held if not math.isnan(held) else fer_val

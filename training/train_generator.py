@@ -110,6 +110,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--augment-copies", type=int, default=2, help="keyword-swapped copies per pair (0: off)"
     )
+    parser.add_argument(
+        "--synthetic-share",
+        type=float,
+        default=0.5,
+        help="share of swaps that use made-up names (teaches copying)",
+    )
     parser.add_argument("--holdout-names", type=int, default=60, help="object names never trained on")
     # optimisation
     parser.add_argument(
@@ -328,7 +334,13 @@ def prepare_data(args: argparse.Namespace) -> tuple[Any, list[Pair], list[str]]:
         holdout = holdout_object_names(names, pairs, count=args.holdout_names, seed=args.seed)
         pool = [n for n in names if n not in set(holdout)]
         if args.augment_copies > 0:
-            augmented = augment_pairs(split.train, pool, copies=args.augment_copies, seed=args.seed)
+            augmented = augment_pairs(
+                split.train,
+                pool,
+                copies=args.augment_copies,
+                seed=args.seed,
+                synthetic_share=args.synthetic_share,
+            )
     elif args.augment_copies > 0:
         logger.warning("no object names at %s: training without keyword-swap augmentation", args.object_names)
     return split, augmented, holdout
@@ -384,6 +396,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "data": str(args.data.name),
         "data_sha256": file_sha256(args.data),
         "split": {"seed": args.seed, **split.sizes(), "augmented": len(augmented)},
+        "augmentation": {"copies": args.augment_copies, "synthetic_share": args.synthetic_share},
         "holdout_object_names": holdout,
         "params": params,
         "hyperparameters": {

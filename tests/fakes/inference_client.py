@@ -59,13 +59,14 @@ class FakeInferenceClient:
         self.fail_with: BaseException | None = None  # raised by the next comment() calls
         self.calls: list[tuple[str, str | None]] = []  # (chat_key, generator)
         self._stats = FakeQueueStats()
+        self.state = "new"
         self._per_chat: Counter[str] = Counter()
 
     async def start(self) -> None:
-        return None
+        self.state = "running"
 
     async def close(self) -> None:
-        return None
+        self.state = "closed"
 
     def generator_names(self) -> list[str]:
         return sorted(self.generators)
@@ -117,7 +118,9 @@ def _decode(image: bytes) -> tuple[int, int]:
         with Image.open(io.BytesIO(image)) as img:
             img.load()
             return img.size
-    except (UnidentifiedImageError, OSError) as exc:
+    except (UnidentifiedImageError, OSError, ImportError) as exc:
+        # ImportError: once ultralytics is imported (tiny weights fixture) it patches Image.open to
+        # try importing pi_heif on failure, which is not installed.
         raise NotAnImageError(str(exc)) from None
 
 

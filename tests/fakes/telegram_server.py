@@ -46,6 +46,7 @@ class FakeTelegramServer:
         self.member_status: dict[int, str] = {}  # user id → getChatMember status (default "member")
         self.rate_limit_next: dict[str, int] = {}  # method → retry_after for its next call
         self.rate_limited: list[str] = []
+        self.deleted_messages: set[int] = set()  # replying to these needs allow_sending_without_reply
         self._updates: list[dict[str, Any]] = []
         self._files: dict[str, StoredFile] = {}
         self._changed = asyncio.Condition()
@@ -103,6 +104,7 @@ class FakeTelegramServer:
         declared_size: int | None = None,
         reply_to: dict[str, Any] | None = None,
         media_group_id: str | None = None,
+        edited: bool = False,
     ) -> int:
         """Queue a ``message`` update for getUpdates; returns its message_id."""
         message_id = next(self._message_ids)
@@ -139,7 +141,10 @@ class FakeTelegramServer:
         if reply_to is not None:
             message["reply_to_message"] = reply_to
         async with self._changed:
-            self._updates.append({"update_id": next(self._ids), "message": message})
+            kind = "edited_message" if edited else "message"
+            if edited:
+                message["edit_date"] = message["date"]
+            self._updates.append({"update_id": next(self._ids), kind: message})
             self._changed.notify_all()
         return message_id
 
@@ -166,10 +171,13 @@ class FakeTelegramServer:
         return [params for params in self.sent_messages() if _reply_target(params) == message_id]
 
     async def wait_for(self, predicate: Callable[[], Any], within_s: float = 20.0) -> Any:
-        """Wait until ``predicate()`` is truthy (re-checked after every API call); return its value."""
+        """Wait until ``predicate()`` is truthy (re-checked after every API call, and every 50 ms for
+        state outside the server); return its value."""
         async with asyncio.timeout(within_s), self._changed:
             while not (value := predicate()):
-                await self._changed.wait()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.05):
+                        await self._changed.wait()
             return value
 
     async def wait_for_reply(self, message_id: int, within_s: float = 20.0) -> dict[str, Any]:
@@ -221,6 +229,9 @@ class FakeTelegramServer:
 
     async def _m_sendmessage(self, params: dict[str, Any]) -> web.Response:
         chat_id = int(params["chat_id"])
+        target = _reply_target(params)
+        if target in self.deleted_messages and not _allows_sending_without_reply(params):
+            return _error(400, "Bad Request: message to be replied not found")
         message: dict[str, Any] = {
             "message_id": next(self._message_ids),
             "date": int(time.time()),
@@ -254,6 +265,9 @@ class FakeTelegramServer:
             "from": {"id": user_id, "is_bot": False, "first_name": f"user{user_id}"},
             **message_fields,
         }
+        text = message.get("text")
+        if isinstance(text, str) and text.startswith("/"):
+            message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
         return {"update_id": next(self._ids), "message": message}
 
     async def _m_getchatmember(self, params: dict[str, Any]) -> web.Response:
@@ -344,6 +358,12 @@ def _reply_target(params: dict[str, Any]) -> int | None:
     if isinstance(reply, dict) and "message_id" in reply:
         return int(reply["message_id"])
     return None
+
+
+def _allows_sending_without_reply(params: dict[str, Any]) -> bool:
+    reply = params.get("reply_parameters")
+    nested = isinstance(reply, dict) and bool(reply.get("allow_sending_without_reply"))
+    return nested or bool(params.get("allow_sending_without_reply"))
 
 
 async def _params(request: web.Request) -> dict[str, Any]:

@@ -1,0 +1,126 @@
+"""The second-stage face-crop classifier: crops, checkpoint round trip, and a tiny training run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from inference.face_classifier import (
+    ClassifierConfig,
+    EmotionCNN,
+    FaceEmotionClassifier,
+    crop_face,
+    save_checkpoint,
+)
+from tests.test_detector import NAMES, make_yolo_split
+from training import train_face_classifier
+
+
+def test_crop_face_grows_the_box_and_clips() -> None:
+    image = Image.new("L", (100, 80))
+    assert crop_face(image, (20, 20, 60, 40), margin=0.1).size == (48, 24)  # 40×20 box + 10 % each side
+    assert crop_face(image, (-10, 70, 30, 120), margin=0.0).size == (30, 10)  # clipped to the image
+    assert crop_face(image, (50, 50, 50, 50), margin=0.1).size == (1, 1)  # degenerate box: never empty
+
+
+def test_checkpoint_round_trip_keeps_config_and_outputs(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    config = ClassifierConfig(classes=("sad", "happy", "neutral"), widths=(8, 16), margin=0.2)
+    model = EmotionCNN(config).eval()
+    save_checkpoint(tmp_path / "c.pt", model, config, {"note": 1})
+
+    loaded = FaceEmotionClassifier.load(tmp_path / "c.pt", "cpu")
+
+    assert loaded.classes == ("sad", "happy", "neutral")
+    assert loaded.config.margin == 0.2
+    crops = [Image.effect_noise((30, 40), 60), Image.new("RGB", (64, 64), (200, 10, 10))]
+    probs = loaded.probabilities(crops)
+    assert probs.shape == (2, 3)
+    assert torch.allclose(probs.sum(dim=1), torch.ones(2))
+    with torch.no_grad():
+        from inference.face_classifier import to_tensor
+
+        x = to_tensor(crops, config.size)
+        reference = torch.softmax((model(x) + model(torch.flip(x, dims=(3,)))) / 2, dim=1)
+    assert torch.allclose(probs, reference, atol=2e-2)  # fp16 storage
+    labels = loaded.classify(crops)
+    assert [name for name, _ in labels] == [config.classes[i] for i in probs.argmax(1).tolist()]
+    assert loaded.classify([]) == []
+
+
+def test_fer_classes_are_remapped_by_name(tmp_path: Path) -> None:
+    images = np.zeros((4, 48, 48), np.uint8)
+    np.savez(
+        tmp_path / "f.npz",
+        images=images,
+        labels=np.array([0, 1, 2, 1], np.uint8),
+        names=np.array(["happy", "disgust", "sad"]),
+    )
+    x, y = train_face_classifier.load_fer(tmp_path / "f.npz", ("anger", "sad", "panic", "happy"))
+    assert x.shape == (2, 1, 48, 48)
+    assert y.tolist() == [3, 1]  # happy → 3, sad → 1, disgust dropped
+
+
+def test_tiny_training_run_saves_a_loadable_classifier(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    fer = tmp_path / "fer"
+    fer.mkdir()
+    for split, count in (("train", 40), ("validation", 10)):
+        np.savez(
+            fer / f"fer2013_{split}.npz",
+            images=rng.integers(0, 255, (count, 48, 48), dtype=np.uint8),
+            labels=rng.integers(0, 5, count).astype(np.uint8),
+            names=np.array(NAMES),
+        )
+    faces = make_yolo_split(tmp_path / "faces", images=10)
+    out = tmp_path / "c.pt"
+
+    train_face_classifier.main(
+        [
+            "--fer",
+            str(fer),
+            "--faces",
+            str(faces.parent),
+            "--out",
+            str(out),
+            "--epochs",
+            "2",
+            "--batch",
+            "16",
+            "--widths",
+            "4",
+            "8",
+            "--threads",
+            "1",
+        ]
+    )
+
+    checkpoint = torch.load(out, weights_only=True)
+    assert list(checkpoint["config"]["classes"]) == NAMES
+    assert checkpoint["metrics"]["best_epoch"] in (1, 2)
+    assert len(checkpoint["config"]["extra"]["history"]) >= 1
+    classifier = FaceEmotionClassifier.load(out, "cpu")
+    ((name, confidence),) = classifier.classify([Image.new("RGB", (50, 60), (90, 90, 90))])
+    assert name in NAMES and 0.0 < confidence <= 1.0
+
+
+def test_augment_keeps_shape_and_range() -> None:
+    batch = torch.rand(6, 1, 48, 48)
+    out = train_face_classifier.augment(batch, torch.Generator().manual_seed(0))
+    assert out.shape == batch.shape
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+    assert not torch.equal(out, batch)
+
+
+@pytest.mark.parametrize("split", ["train"])
+def test_detection_crops_follow_the_labels(tmp_path: Path, split: str) -> None:
+    data = make_yolo_split(tmp_path / "faces", images=3)
+    config = ClassifierConfig()
+    crops = train_face_classifier.detection_crops(data.parent, split, config, NAMES)
+    label_lines = sum(len(p.read_text().splitlines()) for p in (data.parent / "labels" / split).glob("*.txt"))
+    assert sum(len(ids) for _, _, ids in crops) == label_lines
+    assert all(c.shape[1:] == (1, 48, 48) and c.dtype == torch.uint8 for _, c, _ in crops)

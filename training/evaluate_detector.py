@@ -1,0 +1,457 @@
+"""Evaluate a face-emotion detector on any YOLO-format split.
+
+Example::
+
+    python -m training.evaluate_detector --weights weights/emotion/model.pt \\
+        --data ../shared/data/faces/data.yaml --split val --out runs/eval/emotion --update-metadata
+
+Reports (``metrics.json`` under ``--out``, and with ``--update-metadata`` into ``metadata.json``):
+
+- ultralytics box metrics: mAP50, mAP50-95, per-class AP50 / AP50-95, the confusion matrix and
+  PR-curve PNGs;
+- *dominant-face accuracy*: is the emotion of the largest face right? Measured through
+  ``inference.detect.EmotionDetector`` exactly as the bot runs it (photo bytes → ``decode_image`` →
+  detector at the shipped conf/imgsz → optional second-stage classifier), once without and once with
+  the classifier when one is given or named in the metadata; an image with faces where nothing is
+  detected counts as wrong;
+- the same accuracy over a grid of confidence thresholds (``--conf-grid``), and the suggested
+  threshold: the highest one within one point of the best accuracy (fewer false faces at no cost);
+- detector latency per photo (p50/p95 ms, batch 1, ``--threads`` CPU threads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import statistics
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from inference.runtime import prepare_offline_ultralytics, set_torch_threads
+from inference.settings import REPO_ROOT, load_settings
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "faces" / "data.yaml"
+DEFAULT_WEIGHTS = REPO_ROOT / "weights" / "emotion" / "model.pt"
+CONF_GRID = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5)
+MAX_DET = 20  # inference.detect's default: the bot never looks at more faces than this
+PLOTS = ("confusion_matrix.png", "confusion_matrix_normalized.png", "BoxPR_curve.png", "BoxF1_curve.png")
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One image of the split with its ground-truth faces (class name, box in displayed pixels)."""
+
+    path: Path
+    faces: list[tuple[str, Box]]
+
+    def dominant(self) -> str | None:
+        if not self.faces:
+            return None
+        return max(self.faces, key=lambda f: _area(f[1]))[0]
+
+
+def _area(box: Box) -> float:
+    return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="YOLO data.yaml")
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--imgsz", type=int, default=None, help="default: the weights' metadata.json")
+    parser.add_argument("--conf", type=float, default=None, help="default: the weights' metadata.json")
+    parser.add_argument("--classifier", default="auto", help="auto (metadata), none, or a checkpoint path")
+    parser.add_argument("--conf-grid", type=float, nargs="*", default=list(CONF_GRID))
+    parser.add_argument("--latency-images", type=int, default=100, help="photos timed for latency (0: skip)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 = one per core")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "runs" / "eval" / "emotion")
+    parser.add_argument("--no-map", action="store_true", help="skip ultralytics' mAP validation")
+    parser.add_argument("--update-metadata", action="store_true", help="write metrics into metadata.json")
+    parser.add_argument("--set-conf", action="store_true", help="also store the suggested conf in metadata")
+    return parser.parse_args(argv)
+
+
+# --- data ------------------------------------------------------------------------------------------
+def dataset(data_yaml: Path, split: str) -> tuple[list[str], list[Sample]]:
+    """Class names and the split's samples, boxes scaled to each image's displayed size."""
+    from PIL import Image, ImageOps
+
+    config = yaml.safe_load(data_yaml.read_text(encoding="utf-8"))
+    names_raw = config["names"]
+    names = [names_raw[k] for k in sorted(names_raw)] if isinstance(names_raw, dict) else list(names_raw)
+    root = Path(config.get("path") or data_yaml.parent)
+    if not root.is_absolute():
+        root = data_yaml.parent / root
+    image_dir = root / config[split]
+    # ultralytics' rule: the labels live where the last /images/ of the path says /labels/
+    label_dir = Path("/labels/".join(str(image_dir).rsplit("/images/", 1)))
+    samples = []
+    for path in sorted(
+        p for p in image_dir.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".webp"}
+    ):
+        with Image.open(path) as raw:
+            width, height = (
+                ImageOps.exif_transpose(raw).size if raw.getexif().get(0x0112, 1) != 1 else raw.size
+            )
+        faces = []
+        label = label_dir / f"{path.stem}.txt"
+        lines = label.read_text(encoding="utf-8").splitlines() if label.exists() else []
+        for line in lines:
+            parts = line.split()
+            if len(parts) < 5:
+                continue
+            cls, cx, cy, w, h = int(parts[0]), *(float(v) for v in parts[1:5])
+            faces.append(
+                (
+                    names[cls],
+                    (
+                        (cx - w / 2) * width,
+                        (cy - h / 2) * height,
+                        (cx + w / 2) * width,
+                        (cy + h / 2) * height,
+                    ),
+                )
+            )
+        samples.append(Sample(path, faces))
+    return names, samples
+
+
+# --- ultralytics box metrics -----------------------------------------------------------------------
+def box_metrics(model: Any, data: Path, split: str, imgsz: int, device: str, out: Path) -> dict[str, Any]:
+    """mAP50, mAP50-95 and per-class AP through ultralytics' validator; plots copied to ``out``."""
+    metrics = model.val(
+        data=str(data),
+        split=split,
+        imgsz=imgsz,
+        batch=8,
+        device=device,
+        workers=0,
+        plots=True,
+        project=str(out.resolve()),
+        name="val",
+        exist_ok=True,
+        verbose=False,
+    )
+    names = model.names
+    per_class = {
+        names[int(c)]: {
+            "ap50": round(float(metrics.box.ap50[i]), 4),
+            "ap50_95": round(float(metrics.box.ap[i]), 4),
+        }
+        for i, c in enumerate(metrics.box.ap_class_index)
+    }
+    save_dir = Path(metrics.save_dir)
+    for name in PLOTS:
+        if (save_dir / name).exists():
+            shutil.copyfile(save_dir / name, out / name)
+    return {
+        "map50": round(float(metrics.box.map50), 4),
+        "map50_95": round(float(metrics.box.map), 4),
+        "precision": round(float(metrics.box.mp), 4),
+        "recall": round(float(metrics.box.mr), 4),
+        "per_class": per_class,
+    }
+
+
+# --- dominant-face accuracy, as the bot runs it ----------------------------------------------------
+def detect_all(detector: Any, samples: Sequence[Sample], settings: Any) -> tuple[list[Any], list[float]]:
+    """Raw boxes per sample at the runner's conf (decoded like an upload) and per-photo latency."""
+    from inference.images import decode_image
+
+    decoded, raw, latency = [], [], []
+    for sample in samples:
+        item = decode_image(  # the dataset's own photos: a broken one should stop the evaluation
+            sample.path.read_bytes(),
+            max_bytes=settings.max_image_bytes,
+            max_pixels=settings.max_image_pixels,
+            max_side=settings.max_image_side,
+        )
+        start = time.perf_counter()
+        raw.append(detector.runner.predict([item.image])[0])
+        latency.append((time.perf_counter() - start) * 1000)
+        decoded.append(item)
+    return list(zip(decoded, raw, strict=True)), latency
+
+
+def dominant_label(item: Any, boxes: Sequence[Any], classifier: Any, conf: float) -> str | None:
+    """The label of the largest face with confidence ≥ conf, relabelled as ``EmotionDetector`` does."""
+    kept = [b for b in boxes if b.confidence >= conf]
+    if not kept:
+        return None
+    largest = max(kept, key=lambda b: _area(b.box))
+    if classifier is None:
+        return str(largest.label)
+    return str(classifier.classify([classifier.crop(item.image, largest.box)])[0][0])
+
+
+def accuracy_table(
+    samples: Sequence[Sample], detections: Sequence[Any], classifier: Any, grid: Sequence[float]
+) -> dict[str, float]:
+    with_faces = [(s, d) for s, d in zip(samples, detections, strict=True) if s.faces]
+    table = {}
+    for conf in grid:
+        right = sum(
+            dominant_label(item, boxes, classifier, conf) == s.dominant() for s, (item, boxes) in with_faces
+        )
+        table[f"{conf:g}"] = round(right / max(1, len(with_faces)), 4)
+    return table
+
+
+def bot_path_map(
+    samples: Sequence[Sample], detections: Sequence[Any], classifier: Any, names: Sequence[str]
+) -> dict[str, Any]:
+    """mAP of what the bot sees (max_det 20, boxes mapped back to the photo), optionally with the
+    classifier's labels; a relabelled box scores detector confidence × classifier probability."""
+    from ultralytics.utils.metrics import ap_per_class, box_iou
+
+    thresholds = np.linspace(0.5, 0.95, 10)
+    stats: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    target_cls: list[int] = []
+    for sample, (item, boxes) in zip(samples, detections, strict=True):
+        truth_cls = [names.index(name) for name, _ in sample.faces]
+        target_cls += truth_cls
+        scored = _scored_boxes(item, boxes, classifier, names)
+        if not scored:
+            continue
+        scored.sort(key=lambda row: -row[1])
+        predicted = torch.tensor([row[2] for row in scored], dtype=torch.float32)
+        truth = torch.tensor([box for _, box in sample.faces], dtype=torch.float32).reshape(-1, 4)
+        iou = box_iou(truth, predicted).numpy()
+        same_class = np.array(truth_cls)[:, None] == np.array([row[0] for row in scored])[None, :]
+        correct = _match(iou * same_class, thresholds)
+        stats.append((correct, np.array([row[1] for row in scored]), np.array([row[0] for row in scored])))
+    if not stats or not target_cls:
+        return {"map50": 0.0, "map50_95": 0.0, "per_class_ap50": {}}
+    tp, conf, pred_cls = (np.concatenate(parts) for parts in zip(*stats, strict=True))
+    result = ap_per_class(tp, conf, pred_cls, np.array(target_cls))
+    ap, classes = result[5], result[6]
+    return {
+        "map50": round(float(ap[:, 0].mean()), 4),
+        "map50_95": round(float(ap.mean()), 4),
+        "per_class_ap50": {names[int(c)]: round(float(ap[i, 0]), 4) for i, c in enumerate(classes)},
+    }
+
+
+def _scored_boxes(item: Any, boxes: Sequence[Any], classifier: Any, names: Sequence[str]) -> list[Any]:
+    """(class id, score, box in photo pixels) per detection; labels outside ``names`` are dropped."""
+    if classifier is None:
+        labelled = [(b.label, b.confidence) for b in boxes]
+    else:
+        probs = (
+            classifier.probabilities([classifier.crop(item.image, b.box) for b in boxes]) if boxes else None
+        )
+        labelled = []
+        for i, b in enumerate(boxes):
+            assert probs is not None
+            best = int(probs[i].argmax())
+            labelled.append((classifier.classes[best], b.confidence * float(probs[i, best])))
+    return [
+        (names.index(label), score, item.to_original(b.box))
+        for b, (label, score) in zip(boxes, labelled, strict=True)
+        if label in names
+    ]
+
+
+def _match(iou: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Greedy matching in descending score order (ultralytics' validator rule): (detections, thresholds)."""
+    correct = np.zeros((iou.shape[1], len(thresholds)), dtype=bool)
+    matched = np.zeros((iou.shape[0], len(thresholds)), dtype=bool)
+    for j in np.flatnonzero((iou >= thresholds.min()).any(0)):
+        available = np.where(matched, 0, iou[:, j, None])
+        k = available.argmax(0)
+        correct[j] = available[k, range(len(thresholds))] >= thresholds
+        matched[k, range(len(thresholds))] |= correct[j]
+    return correct
+
+
+def suggest_conf(table: dict[str, float]) -> float:
+    """The highest threshold within one point of the best accuracy: fewer false faces, same accuracy."""
+    best = max(table.values())
+    return max(float(conf) for conf, acc in table.items() if acc >= best - 0.01)
+
+
+def pipeline_accuracy(detector: Any, samples: Sequence[Sample], settings: Any) -> dict[str, Any]:
+    """Dominant-face accuracy through ``EmotionDetector.detect`` itself, with per-class detail."""
+    from inference.images import decode_image
+
+    confusion: dict[str, Counter[str]] = {}
+    right = total = 0
+    false_faces = background = 0
+    for sample in samples:
+        item = decode_image(
+            sample.path.read_bytes(),
+            max_bytes=settings.max_image_bytes,
+            max_pixels=settings.max_image_pixels,
+            max_side=settings.max_image_side,
+        )
+        faces = detector.detect([item])[0]
+        predicted = max(faces, key=lambda f: f.area).label if faces else "(none)"
+        truth = sample.dominant()
+        if truth is None:
+            background += 1
+            false_faces += bool(faces)
+            continue
+        total += 1
+        right += predicted == truth
+        confusion.setdefault(truth, Counter())[predicted] += 1
+    per_class = {name: round(c[name] / max(1, sum(c.values())), 4) for name, c in sorted(confusion.items())}
+    return {
+        "dominant_face_accuracy": round(right / max(1, total), 4),
+        "images_with_faces": total,
+        "per_class": per_class,
+        "confusion": {truth: dict(c) for truth, c in sorted(confusion.items())},
+        "background_images": background,
+        "background_images_with_false_faces": false_faces,
+    }
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else float("nan")
+
+
+# --- entry point -----------------------------------------------------------------------------------
+def evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    prepare_offline_ultralytics()
+    from inference.detect import EmotionDetector, YoloRunner, read_metadata
+
+    set_torch_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    weights = str(args.weights.resolve())
+    metadata = read_metadata(weights)
+    imgsz = args.imgsz or int(metadata.get("imgsz", 320))
+    conf = args.conf if args.conf is not None else float(metadata.get("conf", 0.25))
+    settings = load_settings(
+        weights_dir=args.weights.parent.parent, emotion_weights=weights, device=args.device
+    )
+    names, samples = dataset(args.data, args.split)
+    grid = sorted({*args.conf_grid, conf})
+    # One low-threshold pass serves the threshold sweep and the mAP of the bot's own path.
+    runner = YoloRunner(weights, args.device, imgsz=imgsz, conf=min(0.001, *grid), max_det=MAX_DET)
+    _check_names(names, list(runner.names.values()))
+    report: dict[str, Any] = {"split": f"{args.data}:{args.split}", "images": len(samples), "imgsz": imgsz}
+    if not args.no_map:
+        report["box"] = box_metrics(runner.model, args.data, args.split, imgsz, args.device, args.out)
+        set_torch_threads(args.threads)  # the validator's select_device reset it
+
+    classifier = _classifier(args.classifier, metadata, args.weights.parent, args.device)
+    detections, _ = detect_all(EmotionDetector(runner, None), samples, settings)
+    report["conf_grid"] = {"detector_only": accuracy_table(samples, detections, None, grid)}
+    if classifier is not None:
+        report["conf_grid"]["with_classifier"] = accuracy_table(samples, detections, classifier, grid)
+    report["bot_path_map"] = {"detector_only": bot_path_map(samples, detections, None, names)}
+    if classifier is not None:
+        report["bot_path_map"]["with_classifier"] = bot_path_map(samples, detections, classifier, names)
+    chosen = report["conf_grid"]["with_classifier" if classifier is not None else "detector_only"]
+    report["suggested_conf"] = suggest_conf(chosen)
+
+    if args.set_conf:
+        conf = report["suggested_conf"]
+    runner.conf = conf
+    report["conf"] = conf
+    report["detector_only"] = pipeline_accuracy(EmotionDetector(runner, None), samples, settings)
+    if classifier is not None:
+        report["with_classifier"] = pipeline_accuracy(EmotionDetector(runner, classifier), samples, settings)
+    if args.latency_images:
+        report["latency"] = latency(runner, samples[: args.latency_images], settings, args.threads)
+    (args.out / "metrics.json").write_text(
+        json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+    )
+    if args.update_metadata:
+        write_metadata(args.weights.parent / "metadata.json", report, args.set_conf)
+    return report
+
+
+def latency(runner: Any, samples: Sequence[Sample], settings: Any, threads: int) -> dict[str, Any]:
+    """Detector time per photo at batch 1 (decode excluded), after two warm-up calls."""
+    from inference.images import decode_image
+
+    images = [decode_image(s.path.read_bytes(), max_side=settings.max_image_side).image for s in samples]
+    for image in images[:2]:
+        runner.predict([image])
+    times = []
+    for image in images:
+        start = time.perf_counter()
+        runner.predict([image])
+        times.append((time.perf_counter() - start) * 1000)
+    return {
+        "p50_ms": round(statistics.median(times), 1),
+        "p95_ms": round(percentile(times, 0.95), 1),
+        "photos": len(times),
+        "threads": threads or "all cores",
+        "imgsz": runner.imgsz,
+    }
+
+
+def _classifier(choice: str, metadata: dict[str, Any], folder: Path, device: str) -> Any:
+    if choice == "none":
+        return None
+    path = (
+        Path(choice)
+        if choice != "auto"
+        else (folder / metadata["classifier"] if metadata.get("classifier") else None)
+    )
+    if path is None:
+        return None
+    from inference.face_classifier import FaceEmotionClassifier
+
+    return FaceEmotionClassifier.load(path, device)
+
+
+def _check_names(data_names: Sequence[str], model_names: Sequence[str]) -> None:
+    if list(data_names) != list(model_names):
+        logger.warning("class names differ: data %s, model %s", data_names, model_names)
+
+
+def write_metadata(path: Path, report: dict[str, Any], set_conf: bool) -> None:
+    metadata = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    metrics = {
+        "split": report["split"],
+        "box": report.get("box"),
+        "dominant_face_accuracy": {
+            "detector_only": report["detector_only"]["dominant_face_accuracy"],
+            **(
+                {"with_classifier": report["with_classifier"]["dominant_face_accuracy"]}
+                if "with_classifier" in report
+                else {}
+            ),
+        },
+        "conf": report["conf"],
+        "latency": report.get("latency"),
+    }
+    metadata["metrics"] = metrics
+    if set_conf:
+        metadata["conf"] = report["suggested_conf"]
+    path.write_text(json.dumps(metadata, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    report = evaluate(parse_args(argv))
+    summary = {k: v for k, v in report.items() if k not in ("detector_only", "with_classifier")}
+    for key in ("detector_only", "with_classifier"):
+        if key in report:
+            summary[key] = {k: report[key][k] for k in ("dominant_face_accuracy", "per_class")}
+    print(json.dumps(summary, ensure_ascii=False, indent=2))
+
+
+if __name__ == "__main__":
+    main()
