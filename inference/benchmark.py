@@ -62,6 +62,7 @@ class PhaseResult:
     errors: Counter[str]
     timings_ms: dict[str, list[float]]
     fallbacks: int  # comments replaced by a template because the generator's output failed the check
+    overheads_ms: list[float]  # client latency minus the pipeline's own time
 
     @property
     def throughput(self) -> float:
@@ -152,6 +153,7 @@ async def run_phase(
     errors: Counter[str] = Counter()
     timings: dict[str, list[float]] = {}
     fallbacks = 0
+    overheads: list[float] = []
 
     async def submitter(index: int) -> None:
         nonlocal fallbacks
@@ -165,12 +167,15 @@ async def run_phase(
                 continue
             latencies.append((time.perf_counter() - started) * 1000.0)
             fallbacks += result.fallback
+            if "total" in result.timings_ms:  # what the queue adds: batching window, IPC, scheduling
+                overheads.append(latencies[-1] - result.timings_ms["total"])
             for stage, ms in result.timings_ms.items():
                 timings.setdefault(stage, []).append(ms)
 
     started = time.perf_counter()
     await asyncio.gather(*(submitter(i) for i in range(concurrency)))
-    return PhaseResult(count, time.perf_counter() - started, latencies, errors, timings, fallbacks)
+    elapsed = time.perf_counter() - started
+    return PhaseResult(count, elapsed, latencies, errors, timings, fallbacks, overheads)
 
 
 @dataclass
@@ -258,6 +263,7 @@ def build_report(
         "latency_p50_ms": _round(_percentile(latency.latencies_ms, 50)),
         "latency_p95_ms": _round(_percentile(latency.latencies_ms, 95)),
         "latency_photos": latency.photos,
+        "queue_overhead_p50_ms": _round(_percentile(latency.overheads_ms, 50)),
         "throughput_batched": round(batched.throughput.throughput, 2),
         "throughput_unbatched": round(unbatched.throughput.throughput, 2),
         "batching_speedup": round(speedup, 2),

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import torch
 from PIL import Image
 from ultralytics import YOLO
 from ultralytics.utils import patches as ultralytics_patches
@@ -94,6 +95,9 @@ class YoloRunner:
         self.max_det = max_det
         self.half = device.startswith("cuda")
         self.batched = device != "cpu"
+        # ultralytics' first predict runs select_device, which clamps torch to cpus-1 threads (1 on 2
+        # cores, ~2x slower); remember the count chosen by the pipeline and restore it after predicting.
+        self.threads = torch.get_num_threads()
         self.names: dict[int, str] = dict(self.model.names)
         logger.info(
             "loaded %s (%d classes: %s) imgsz=%d conf=%.2f on %s",
@@ -126,6 +130,8 @@ class YoloRunner:
             half=self.half,
             verbose=False,
         )
+        if torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
         return list(results)
 
     def _raw_boxes(self, result: Any) -> list[RawBox]:

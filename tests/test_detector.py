@@ -111,13 +111,24 @@ def test_tiny_training_ships_loadable_weights(trained: Path) -> None:
 
 
 def test_ship_only_from_a_run_folder(trained: Path, tmp_path: Path) -> None:
-    """A stopped run is shipped from its folder (best.pt); the run keeps its own checkpoint."""
+    """A stopped run is shipped from its folder (best.pt) with a classifier; the run keeps its checkpoint."""
     from training import train_detector
 
     run = next((trained.parent.parent / "runs").iterdir())
-    train_detector.main(["--ship-only", str(run), "--out", str(tmp_path), "--conf", "0.3"])
-    metadata = json.loads((tmp_path / "metadata.json").read_text(encoding="utf-8"))
-    assert metadata["conf"] == 0.3 and metadata["classes"] == NAMES
+    out = tmp_path / "emotion"
+    out.mkdir()
+    (out / "metadata.json").write_text('{"classifier": "stale.pt", "metrics": {"map50": 0.9}}')
+    classifier = tiny_classifier(tmp_path / "face_classifier.pt", ("sad", "happy"))
+
+    train_detector.main(
+        ["--ship-only", str(run), "--out", str(out), "--conf", "0.3", "--classifier", str(classifier)]
+    )
+
+    metadata = json.loads((out / "metadata.json").read_text(encoding="utf-8"))
+    assert metadata["conf"] == 0.3 and metadata["classes"] == NAMES and metadata["imgsz"] == 64
+    assert metadata["classifier"] == "face_classifier.pt" and (out / "face_classifier.pt").exists()
+    assert "metrics" not in metadata  # a fresh file: the old model's numbers don't describe this one
+    assert "CC BY 4.0" in metadata["licences"]["data"]
     assert (run / "weights" / "best.pt").exists()
 
 
@@ -179,6 +190,7 @@ def test_evaluation_on_fixture_split(tiny_emotion: Path, fixture_data: Path, tmp
     for key in ("detector_only", "with_classifier"):
         assert report[key]["images_with_faces"] == 6
         assert report[key]["background_images"] == 1
+        assert report[key]["single_face_images"] == 3
         assert report["conf_grid"][key]["0"] == report[key]["dominant_face_accuracy"]
         assert report["conf_grid"][key]["1"] == 0.0  # nothing reaches conf 1: every answer is wrong
         assert 0.0 <= report["bot_path_map"][key]["map50"] <= 1.0
@@ -187,6 +199,7 @@ def test_evaluation_on_fixture_split(tiny_emotion: Path, fixture_data: Path, tmp
     classifier_labels = {p for row in report["with_classifier"]["confusion"].values() for p in row}
     assert classifier_labels <= {"anger", "sad", "panic", "happy"}  # the classifier's own classes
     assert report["latency"]["photos"] == 3 and report["latency"]["p50_ms"] > 0
+    assert report["latency"]["with_classifier_p50_ms"] > 0
 
     metadata = json.loads((tiny_emotion / "metadata.json").read_text(encoding="utf-8"))
     assert metadata["metrics"]["box"]["map50"] == box["map50"]

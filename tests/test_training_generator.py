@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedModel, T5Config, T5ForConditionalGeneration
+from transformers import (
+    AutoTokenizer,
+    GPT2Config,
+    GPT2LMHeadModel,
+    PreTrainedModel,
+    T5Config,
+    T5ForConditionalGeneration,
+)
 
 from inference.generators import CommentGenerator
 from inference.registry import discover_generators
@@ -172,6 +179,12 @@ def test_tiny_training_from_scratch(
     assert meta["training"]["base"] == "scratch"
     assert meta["training"]["hyperparameters"]["lr"] == train_generator.PRESETS["scratch"]["lr"]
     assert meta["training"]["split"]["augmented"] > 0  # keyword-swap augmentation was on
+    # Partial-character tokens can never be generated, so no output can hold U+FFFD.
+    suppressed = meta["generation"]["suppress_tokens"]
+    assert suppressed == meta["eval_generation"]["suppress_tokens"]
+    tokenizer = AutoTokenizer.from_pretrained(output, local_files_only=True)
+    assert suppressed and all("\ufffd" in tokenizer.decode([i]) for i in suppressed)
+    assert "\ufffd" not in tokenizer.decode(tokenizer("좋아요 😊")["input_ids"])
 
 
 def make_local_base(folder: Path, arch: str, texts: list[str]) -> Path:
@@ -217,6 +230,7 @@ def test_tiny_fine_tune_from_local_checkpoint(
     assert meta["training"]["base"] == str(base)
     assert meta["training"]["hyperparameters"]["warmup_steps"] == 500  # research "setting 1" preset
     assert meta["training"]["hyperparameters"]["dropout"] == 0.2
+    assert "suppress_tokens" not in meta["generation"]  # a pretrained vocabulary may need fragments
     before, after = load_file(base / "model.safetensors"), load_file(output / "model.safetensors")
     changed = [name for name in before if name in after and not torch.equal(before[name], after[name])]
     assert changed, "fine-tuning did not update any weight"

@@ -136,7 +136,8 @@ def dataset(data_yaml: Path, split: str) -> tuple[list[str], list[Sample]]:
 
 # --- ultralytics box metrics -----------------------------------------------------------------------
 def box_metrics(model: Any, data: Path, split: str, imgsz: int, device: str, out: Path) -> dict[str, Any]:
-    """mAP50, mAP50-95 and per-class AP through ultralytics' validator; plots copied to ``out``."""
+    """mAP50, mAP50-95 and per-class AP through ultralytics' validator; the main plots are copied to
+    ``out``, the rest of its output (batch previews, extra curves) stays in ``out/ultralytics``."""
     metrics = model.val(
         data=str(data),
         split=split,
@@ -146,7 +147,7 @@ def box_metrics(model: Any, data: Path, split: str, imgsz: int, device: str, out
         workers=0,
         plots=True,
         project=str(out.resolve()),
-        name="val",
+        name="ultralytics",
         exist_ok=True,
         verbose=False,
     )
@@ -294,6 +295,7 @@ def pipeline_accuracy(detector: Any, samples: Sequence[Sample], settings: Any) -
 
     confusion: dict[str, Counter[str]] = {}
     right = total = 0
+    single_right = single_total = 0  # photos with one face: no near-tie over which face is largest
     false_faces = background = 0
     for sample in samples:
         item = decode_image(
@@ -311,11 +313,16 @@ def pipeline_accuracy(detector: Any, samples: Sequence[Sample], settings: Any) -
             continue
         total += 1
         right += predicted == truth
+        if len(sample.faces) == 1:
+            single_total += 1
+            single_right += predicted == truth
         confusion.setdefault(truth, Counter())[predicted] += 1
     per_class = {name: round(c[name] / max(1, sum(c.values())), 4) for name, c in sorted(confusion.items())}
     return {
         "dominant_face_accuracy": round(right / max(1, total), 4),
         "images_with_faces": total,
+        "single_face_accuracy": round(single_right / max(1, single_total), 4),
+        "single_face_images": single_total,
         "per_class": per_class,
         "confusion": {truth: dict(c) for truth, c in sorted(confusion.items())},
         "background_images": background,
@@ -368,10 +375,11 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     runner.conf = conf
     report["conf"] = conf
     report["detector_only"] = pipeline_accuracy(EmotionDetector(runner, None), samples, settings)
+    final = EmotionDetector(runner, classifier)
     if classifier is not None:
-        report["with_classifier"] = pipeline_accuracy(EmotionDetector(runner, classifier), samples, settings)
+        report["with_classifier"] = pipeline_accuracy(final, samples, settings)
     if args.latency_images:
-        report["latency"] = latency(runner, samples[: args.latency_images], settings, args.threads)
+        report["latency"] = latency(final, samples[: args.latency_images], settings, args.threads)
     (args.out / "metrics.json").write_text(
         json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
     )
@@ -380,25 +388,34 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
-def latency(runner: Any, samples: Sequence[Sample], settings: Any, threads: int) -> dict[str, Any]:
-    """Detector time per photo at batch 1 (decode excluded), after two warm-up calls."""
+def latency(detector: Any, samples: Sequence[Sample], settings: Any, threads: int) -> dict[str, Any]:
+    """Time per photo at batch 1 (decode excluded), after two warm-up calls: the detector alone and,
+    when the detector has one, detector + second-stage classifier (``EmotionDetector.detect``)."""
     from inference.images import decode_image
 
-    images = [decode_image(s.path.read_bytes(), max_side=settings.max_image_side).image for s in samples]
-    for image in images[:2]:
-        runner.predict([image])
-    times = []
-    for image in images:
-        start = time.perf_counter()
-        runner.predict([image])
-        times.append((time.perf_counter() - start) * 1000)
-    return {
-        "p50_ms": round(statistics.median(times), 1),
-        "p95_ms": round(percentile(times, 0.95), 1),
-        "photos": len(times),
+    items = [decode_image(s.path.read_bytes(), max_side=settings.max_image_side) for s in samples]
+    report: dict[str, Any] = {
+        "photos": len(items),
         "threads": threads or "all cores",
-        "imgsz": runner.imgsz,
+        "imgsz": detector.runner.imgsz,
     }
+    stages = {"detector": lambda item: detector.runner.predict([item.image])}
+    if detector.classifier is not None:
+        stages["with_classifier"] = lambda item: detector.detect([item])
+    for name, run in stages.items():
+        for item in items[:2]:
+            run(item)
+        set_torch_threads(threads)  # ultralytics' first predict resets torch to cpus-1 threads
+        report["torch_threads"] = torch.get_num_threads()
+        times = []
+        for item in items:
+            start = time.perf_counter()
+            run(item)
+            times.append((time.perf_counter() - start) * 1000)
+        prefix = "" if name == "detector" else "with_classifier_"
+        report[f"{prefix}p50_ms"] = round(statistics.median(times), 1)
+        report[f"{prefix}p95_ms"] = round(percentile(times, 0.95), 1)
+    return report
 
 
 def _classifier(choice: str, metadata: dict[str, Any], folder: Path, device: str) -> Any:

@@ -21,6 +21,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -37,7 +38,11 @@ DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "faces" / "data.yaml"
 DEFAULT_OUT = REPO_ROOT / "weights" / "emotion"
 DEFAULT_PROJECT = REPO_ROOT / "runs" / "detect"
 PATIENCE = 10  # the research project's early-stopping rule
-DEFAULT_CONF = 0.25  # ultralytics' predict default; evaluate_detector --tune-conf may replace it
+LICENCES = {
+    "model": "ultralytics YOLOv10 (AGPL-3.0)",
+    "data": "see data.notes and weights/emotion/README.md (shared faces set: two Roboflow sets, CC BY 4.0)",
+}
+DEFAULT_CONF = 0.25  # ultralytics' predict default; evaluate_detector --set-conf may replace it
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -72,6 +77,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-ship", action="store_true", help="train only; don't write --out")
     parser.add_argument("--ship-only", type=Path, default=None, help="run folder to ship without training")
     parser.add_argument("--conf", type=float, default=DEFAULT_CONF, help="confidence threshold for the bot")
+    parser.add_argument("--classifier", type=Path, default=None, help="second-stage checkpoint to ship too")
     return parser.parse_args(argv)
 
 
@@ -155,8 +161,12 @@ def _training_summary(run: Path) -> dict[str, Any]:
     return summary
 
 
-def ship(run: Path, out: Path, conf: float) -> Path:
-    """Copy the run's best checkpoint (optimizer stripped, fp16) and write ``metadata.json``."""
+def ship(run: Path, out: Path, conf: float, classifier: Path | None = None) -> Path:
+    """Copy the run's best checkpoint (optimizer stripped, fp16) and write a fresh ``metadata.json``.
+
+    ``classifier`` (a ``train_face_classifier`` checkpoint) is copied beside it and named in the
+    metadata; without it the detector runs alone, whatever the folder held before.
+    """
     from ultralytics.utils.torch_utils import strip_optimizer
 
     best = _checkpoint_in(run, "best.pt")
@@ -168,22 +178,19 @@ def ship(run: Path, out: Path, conf: float) -> Path:
     run_dir = best.parent.parent
     model = load_yolo(target, threads=1)
     summary = _training_summary(run_dir) if (run_dir / "args.yaml").exists() else {}
+    metadata: dict[str, Any] = {
+        "classes": [model.names[i] for i in sorted(model.names)],
+        "imgsz": int(summary.get("imgsz") or model.overrides.get("imgsz") or 640),
+        "conf": conf,
+        "architecture": "YOLOv10n",
+        "training": {**summary, "shipped_from": best.name, "shipped_at": time.strftime("%Y-%m-%dT%H:%M:%SZ")},
+        "data": _data_description(summary.get("data")),
+        "licences": LICENCES,
+    }
+    if classifier is not None:
+        shutil.copyfile(classifier, out / classifier.name)
+        metadata["classifier"] = classifier.name
     meta_path = out / "metadata.json"
-    metadata: dict[str, Any] = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.exists() else {}
-    metadata.update(
-        {
-            "classes": [model.names[i] for i in sorted(model.names)],
-            "imgsz": int(summary.get("imgsz") or 320),
-            "conf": conf,
-            "architecture": "YOLOv10n",
-            "training": {
-                **summary,
-                "shipped_from": best.name,
-                "shipped_at": time.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            },
-        }
-    )
-    metadata.setdefault("data", _data_description(summary.get("data")))
     meta_path.write_text(json.dumps(metadata, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     logger.info("shipped %s (%.2f MB) and %s", target, target.stat().st_size / 1e6, meta_path)
     return target
@@ -206,13 +213,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     if args.ship_only is not None:
-        ship(args.ship_only, args.out, args.conf)
+        ship(args.ship_only, args.out, args.conf, args.classifier)
         return
     started = time.monotonic()
     run = train(args)
     logger.info("training finished in %.1f min: %s", (time.monotonic() - started) / 60, run)
     if not args.no_ship:
-        ship(run, args.out, args.conf)
+        ship(run, args.out, args.conf, args.classifier)
 
 
 if __name__ == "__main__":

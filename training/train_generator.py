@@ -56,7 +56,7 @@ from training.data import (
     split_pairs,
     write_pairs,
 )
-from training.tokenizer import train_tokenizer
+from training.tokenizer import fragment_token_ids, train_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +147,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-repeat-ngram", type=int, default=3)
     parser.add_argument("--temperature", type=float, default=0.8)
     parser.add_argument("--top-p", type=float, default=0.9)
+    parser.add_argument(
+        "--suppress-fragments",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="never generate partial-character tokens (auto: on for tokenizers trained here, i.e. scratch)",
+    )
     # machine
     parser.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: one per core)")
@@ -280,15 +286,23 @@ def validation_loss(
 
 
 # --- saving ----------------------------------------------------------------------------------------------
-def generator_meta(args: argparse.Namespace, training: dict[str, Any]) -> GeneratorMeta:
+def generator_meta(
+    args: argparse.Namespace, training: dict[str, Any], suppress_tokens: Sequence[int] = ()
+) -> GeneratorMeta:
     max_new = args.max_target_tokens
-    common = {"max_new_tokens": max_new, "no_repeat_ngram_size": args.no_repeat_ngram}
+    common: dict[str, Any] = {"max_new_tokens": max_new, "no_repeat_ngram_size": args.no_repeat_ngram}
+    if suppress_tokens:
+        common["suppress_tokens"] = list(suppress_tokens)
     return GeneratorMeta(
         architecture=ARCHITECTURES[args.arch],
         prompt_template=PROMPT_TEMPLATES[args.arch],
         description=args.description or f"{args.arch} ({args.base}) trained on {args.data.name}",
-        generation=GenerationConfig(do_sample=True, temperature=args.temperature, top_p=args.top_p, **common),
-        eval_generation=GenerationConfig(do_sample=False, num_beams=args.eval_beams, **common),
+        generation=GenerationConfig.model_validate(
+            {"do_sample": True, "temperature": args.temperature, "top_p": args.top_p, **common}
+        ),
+        eval_generation=GenerationConfig.model_validate(
+            {"do_sample": False, "num_beams": args.eval_beams, **common}
+        ),
         training=training,
     )
 
@@ -367,6 +381,10 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         tokenizer, model = build_scratch(args, texts)
     else:
         tokenizer, model = load_base(args)
+    suppress_on = args.suppress_fragments == "on" or (
+        args.suppress_fragments == "auto" and args.base == "scratch"
+    )
+    suppress = fragment_token_ids(tokenizer) if suppress_on else []
     device = resolve_device(args.device)
     model.to(device)  # type: ignore[arg-type]
     params = count_parameters(model)
@@ -463,7 +481,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                 "best_val_loss": round(val, 4),
                 "train_seconds": round(elapsed),
             }
-            save_generator(args.output, model, tokenizer, generator_meta(args, info))
+            save_generator(args.output, model, tokenizer, generator_meta(args, info, suppress))
         else:
             bad_epochs += 1
         if bad_epochs >= args.patience:

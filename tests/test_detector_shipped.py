@@ -1,0 +1,68 @@
+"""The shipped face-emotion weights: layout, size, metadata, and (slow) their recorded accuracy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from inference.settings import DEFAULT_WEIGHTS_DIR
+from tests.conftest import make_settings
+
+EMOTION_DIR = DEFAULT_WEIGHTS_DIR / "emotion"
+FACES_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces" / "data.yaml"
+
+
+def metadata() -> dict:
+    return json.loads((EMOTION_DIR / "metadata.json").read_text(encoding="utf-8"))
+
+
+def test_shipped_files_and_metadata() -> None:
+    meta = metadata()
+    assert (EMOTION_DIR / "model.pt").stat().st_size < 6_000_000
+    assert meta["classes"] == ["anger", "sad", "panic", "happy", "neutral"]
+    assert isinstance(meta["imgsz"], int) and meta["imgsz"] % 32 == 0
+    assert 0.0 < meta["conf"] < 1.0
+    if meta.get("classifier"):
+        assert (EMOTION_DIR / meta["classifier"]).stat().st_size < 2_000_000
+    metrics = meta["metrics"]
+    assert 0.0 < metrics["box"]["map50"] <= 1.0
+    assert set(metrics["box"]["per_class"]) == set(meta["classes"])
+    assert metrics["conf"] == meta["conf"]  # the accuracy was measured at the threshold the bot uses
+    readme = (EMOTION_DIR / "README.md").read_text(encoding="utf-8")
+    assert "CC BY 4.0" in readme and "workenv-dayet" in readme and "yip-chun-kit-y2buh" in readme
+
+
+def test_shipped_detector_loads_as_the_bot_loads_it(zidane_jpg: Path) -> None:
+    from inference.runtime import prepare_offline_ultralytics
+
+    prepare_offline_ultralytics()
+    from inference.detect import EmotionDetector
+    from inference.images import decode_image
+
+    detector = EmotionDetector.from_settings(make_settings(DEFAULT_WEIGHTS_DIR), "cpu")
+    assert detector.names == metadata()["classes"]
+    assert detector.runner.imgsz == metadata()["imgsz"]
+    assert (detector.classifier is not None) == bool(metadata().get("classifier"))
+    faces = detector.detect([decode_image(zidane_jpg.read_bytes())])[0]
+    assert all(f.label in detector.names for f in faces)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not FACES_DATA.exists(), reason="shared faces set not present")
+def test_recorded_dominant_face_accuracy_is_reproduced(tmp_path: Path) -> None:
+    """The bot's path over the whole val split gives the accuracy written into metadata.json."""
+    from inference.runtime import prepare_offline_ultralytics
+
+    prepare_offline_ultralytics()
+    from inference.detect import EmotionDetector
+    from training.evaluate_detector import dataset, pipeline_accuracy
+
+    settings = make_settings(DEFAULT_WEIGHTS_DIR)
+    detector = EmotionDetector.from_settings(settings, "cpu")
+    _, samples = dataset(FACES_DATA, "val")
+    result = pipeline_accuracy(detector, samples, settings)
+    recorded = metadata()["metrics"]["dominant_face_accuracy"]
+    expected = recorded["with_classifier"] if detector.classifier is not None else recorded["detector_only"]
+    assert result["dominant_face_accuracy"] == pytest.approx(expected, abs=0.01)
