@@ -147,6 +147,30 @@ class YoloRunner:
         ]
 
 
+FACE_DUPLICATE_IOU = 0.6
+
+
+def _iou(a: Box, b: Box) -> float:
+    inter_w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    inter_h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = inter_w * inter_h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def one_box_per_face(boxes: list[RawBox], iou: float = FACE_DUPLICATE_IOU) -> list[RawBox]:
+    """Keep the most confident of boxes that overlap by more than ``iou``, whatever their class.
+
+    YOLOv10's NMS-free head can return the same face twice with two emotions (measured on the shipped
+    model); a face has one emotion, so the weaker duplicate would only add a wrong keyword.
+    """
+    kept: list[RawBox] = []
+    for box in sorted(boxes, key=lambda b: b.confidence, reverse=True):
+        if all(_iou(box.box, other.box) <= iou for other in kept):
+            kept.append(box)
+    return kept
+
+
 class EmotionDetector:
     """Faces with their emotion; ``detect`` returns one ``list[Face]`` per image."""
 
@@ -173,7 +197,7 @@ class EmotionDetector:
         return list(self.runner.names.values())
 
     def detect(self, images: Sequence[DecodedImage]) -> list[list[Face]]:
-        raw = self.runner.predict([item.image for item in images])
+        raw = [one_box_per_face(boxes) for boxes in self.runner.predict([item.image for item in images])]
         if self.classifier is not None:
             raw = [self._relabel(item.image, boxes) for item, boxes in zip(images, raw, strict=True)]
         return [
