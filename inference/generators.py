@@ -106,6 +106,16 @@ class CommentGenerator(ABC):
         kwargs["pad_token_id"] = self.tokenizer.pad_token_id
         return kwargs
 
+    def encode_prompts(self, keyword_texts: Sequence[str]) -> Any:
+        """The filled prompt templates as one padded, truncated batch on the model's device."""
+        return self.tokenizer(
+            self.prompts(keyword_texts),
+            return_tensors="pt",
+            padding=True,
+            truncation=True,
+            max_length=MAX_PROMPT_TOKENS,
+        ).to(self.device)
+
 
 class Seq2SeqGenerator(CommentGenerator):
     """Encoder-decoder (T5, KoBART …): the prompt is the encoder input, the output is the comment."""
@@ -116,13 +126,7 @@ class Seq2SeqGenerator(CommentGenerator):
 
     @torch.inference_mode()
     def generate(self, keyword_texts: Sequence[str], sample: bool) -> list[str]:
-        inputs = self.tokenizer(
-            self.prompts(keyword_texts),
-            return_tensors="pt",
-            padding=True,
-            truncation=True,
-            max_length=MAX_PROMPT_TOKENS,
-        ).to(self.device)
+        inputs = self.encode_prompts(keyword_texts)
         output = self.model.generate(**inputs, **self.generate_kwargs(sample))
         texts: list[str] = self.tokenizer.batch_decode(output, skip_special_tokens=True)
         return [text.strip() for text in texts]
@@ -143,13 +147,7 @@ class CausalGenerator(CommentGenerator):
 
     @torch.inference_mode()
     def generate(self, keyword_texts: Sequence[str], sample: bool) -> list[str]:
-        inputs = self.tokenizer(
-            self.prompts(keyword_texts),
-            return_tensors="pt",
-            padding=True,
-            truncation=True,
-            max_length=MAX_PROMPT_TOKENS,
-        ).to(self.device)
+        inputs = self.encode_prompts(keyword_texts)
         kwargs = self.generate_kwargs(sample)
         kwargs.setdefault("eos_token_id", self.tokenizer.eos_token_id)
         output = self.model.generate(**inputs, **kwargs)
