@@ -11,9 +11,10 @@ import json
 import logging
 import random
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -59,21 +60,28 @@ def object_keywords(keywords: str) -> list[str]:
     return [k for k in split_keywords(keywords) if k not in EMOTION_KEYWORDS]
 
 
-def load_pairs(path: Path) -> list[Pair]:
-    """Read a jsonl of ``{"keywords", "comment"}``; blank lines are skipped, bad lines raise with
-    their line number so a user can fix the file."""
-    pairs: list[Pair] = []
+def iter_pair_rows(path: Path) -> Iterator[dict[str, Any]]:
+    """Each non-blank line of a jsonl as a dict whose ``keywords`` and ``comment`` are strings (other
+    keys kept); a bad line raises with its line number so a user can fix the file."""
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
-                pairs.append(Pair(keywords=str(row["keywords"]).strip(), comment=str(row["comment"]).strip()))
+                keywords, comment = str(row["keywords"]), str(row["comment"])
             except (json.JSONDecodeError, KeyError, TypeError) as exc:
                 raise ValueError(
                     f"{path}:{number}: expected a JSON object with keywords and comment"
                 ) from exc
+            yield {**row, "keywords": keywords, "comment": comment}
+
+
+def load_pairs(path: Path) -> list[Pair]:
+    """Read a jsonl of ``{"keywords", "comment"}`` (see ``iter_pair_rows``)."""
+    pairs = [
+        Pair(keywords=row["keywords"].strip(), comment=row["comment"].strip()) for row in iter_pair_rows(path)
+    ]
     if not pairs:
         raise ValueError(f"{path}: no pairs")
     return pairs

@@ -29,7 +29,7 @@ from inference.registry import GenerationConfig, GeneratorEntry, discover_genera
 from inference.runtime import resolve_device
 from inference.settings import DEFAULT_WEIGHTS_DIR
 from training.augment import unseen_keyword_pairs
-from training.data import Pair, object_keywords
+from training.data import Pair, iter_pair_rows, object_keywords
 from training.metrics import RESEARCH_SCORES, has_emoji, is_garbled, keyword_coverage, score_predictions
 
 logger = logging.getLogger(__name__)
@@ -66,25 +66,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def read_rows(path: Path, limit: int) -> list[dict[str, Any]]:
     rows = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                rows.append(
-                    {
-                        "keywords": str(row["keywords"]),
-                        "comment": str(row["comment"]),
-                        "seen": row.get("seen"),
-                    }
-                )
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise ValueError(
-                    f"{path}:{number}: expected a JSON object with keywords and comment"
-                ) from exc
-            if limit and len(rows) >= limit:
-                break
+    for row in iter_pair_rows(path):
+        rows.append({"keywords": row["keywords"], "comment": row["comment"], "seen": row.get("seen")})
+        if limit and len(rows) >= limit:
+            break
     if not rows:
         raise ValueError(f"{path}: no pairs")
     return rows
