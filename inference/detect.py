@@ -148,25 +148,45 @@ class YoloRunner:
 
 
 FACE_DUPLICATE_IOU = 0.6
+FACE_NESTED_SHARE = 0.85  # a box lying this much inside a larger one is the same face (face vs head box)
+
+
+def _intersection(a: Box, b: Box) -> float:
+    inter_w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    inter_h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    return inter_w * inter_h
+
+
+def _area(box: Box) -> float:
+    return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
 
 
 def _iou(a: Box, b: Box) -> float:
-    inter_w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    inter_h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = inter_w * inter_h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    inter = _intersection(a, b)
+    union = _area(a) + _area(b) - inter
     return inter / union if union > 0 else 0.0
 
 
-def one_box_per_face(boxes: list[RawBox], iou: float = FACE_DUPLICATE_IOU) -> list[RawBox]:
-    """Keep the most confident of boxes that overlap by more than ``iou``, whatever their class.
+def _nested_share(a: Box, b: Box) -> float:
+    """How much of the smaller box lies inside the other (1.0: fully inside)."""
+    smaller = min(_area(a), _area(b))
+    return _intersection(a, b) / smaller if smaller > 0 else 0.0
 
-    YOLOv10's NMS-free head can return the same face twice with two emotions (measured on the shipped
-    model); a face has one emotion, so the weaker duplicate would only add a wrong keyword.
+
+def _same_face(a: Box, b: Box, iou: float) -> bool:
+    return _iou(a, b) > iou or _nested_share(a, b) > FACE_NESTED_SHARE
+
+
+def one_box_per_face(boxes: list[RawBox], iou: float = FACE_DUPLICATE_IOU) -> list[RawBox]:
+    """Keep the most confident of boxes that are the same face, whatever their class.
+
+    YOLOv10's NMS-free head can return the same face twice with two emotions, as two boxes that
+    overlap by more than ``iou`` or as a face box inside a head-sized box (both measured on the
+    shipped model); a face has one emotion, so the weaker duplicate would only add a wrong keyword.
     """
     kept: list[RawBox] = []
     for box in sorted(boxes, key=lambda b: b.confidence, reverse=True):
-        if all(_iou(box.box, other.box) <= iou for other in kept):
+        if not any(_same_face(box.box, other.box, iou) for other in kept):
             kept.append(box)
     return kept
 

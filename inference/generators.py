@@ -10,6 +10,7 @@ always gets a readable reply.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import re
 from abc import ABC, abstractmethod
@@ -23,15 +24,26 @@ from transformers import (
     AutoModelForCausalLM,
     AutoModelForSeq2SeqLM,
     AutoTokenizer,
+    LogitsProcessor,
+    LogitsProcessorList,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
 from transformers.utils import logging as transformers_logging
 
 from inference.errors import UnknownGeneratorError
-from inference.keywords import format_keywords
+from inference.josa import attach_particle
+from inference.keywords import format_keywords, parse_keywords
 from inference.labels import ANGER, EMOTION_KEYWORDS, FEAR, JOY, SADNESS
 from inference.registry import GenerationConfig, GeneratorEntry, GeneratorMeta, discover_generators
+from inference.slots import (
+    SLOT_TOKENS,
+    SlottedKeywords,
+    fill_slots,
+    leftover_slots,
+    missing_slots,
+    slot_keywords,
+)
 
 logger = logging.getLogger(__name__)
 transformers_logging.disable_progress_bar()  # "Loading weights" bars would flood the worker's log
@@ -88,33 +100,122 @@ class CommentGenerator(ABC):
     @abstractmethod
     def _model_class() -> Any: ...
 
-    @abstractmethod
     def generate(self, keyword_texts: Sequence[str], sample: bool) -> list[str]:
-        """One raw comment per keyword string (``"기쁨, 안경"``), in order."""
+        """One comment per keyword string (``"기쁨, 안경"``), in order; object slots already filled."""
+        slotted = [self.slotted(text) for text in keyword_texts]
+        prompts = [self.meta.prompt(s.text) for s in slotted]
+        kwargs = self.generate_kwargs(sample, self._unused_slot_ids(slotted))
+        if any(s.names for s in slotted):
+            counts = [len(s.names) for s in slotted]
+            end = (self.tokenizer.eos_token_id, self.meta.slot_end_penalty)
+            coverage = SlotCoverage(self._slot_ids(), counts, end)
+            kwargs["logits_processor"] = LogitsProcessorList([coverage])
+        candidates = self._generate(prompts, kwargs)
+        return [self._pick(options, s) for options, s in zip(candidates, slotted, strict=True)]
+
+    @abstractmethod
+    def _generate(self, prompts: Sequence[str], kwargs: dict[str, Any]) -> list[list[str]]:
+        """Raw texts for each filled prompt (``model.generate`` with ``kwargs``): candidates, best first."""
+
+    def slotted(self, keyword_text: str) -> SlottedKeywords:
+        """The keyword string as this model's prompt wants it (with slot tokens if it uses them)."""
+        if not self.meta.object_slots:
+            return SlottedKeywords(keyword_text, {})
+        return slot_keywords(parse_keywords(keyword_text))
 
     def prompts(self, keyword_texts: Sequence[str]) -> list[str]:
-        return [self.meta.prompt(text) for text in keyword_texts]
+        return [self.meta.prompt(self.slotted(text).text) for text in keyword_texts]
 
-    def generate_kwargs(self, sample: bool) -> dict[str, Any]:
+    def _slot_ids(self) -> list[int]:
+        ids = self.tokenizer.convert_tokens_to_ids(list(SLOT_TOKENS))
+        return ids if isinstance(ids, list) else [ids]
+
+    def _unused_slot_ids(self, slotted: Sequence[SlottedKeywords]) -> list[int]:
+        """Slot tokens no prompt of the batch has: a sampled ``<obj3>`` for two objects is never filled."""
+        if not self.meta.object_slots:
+            return []
+        used = max((len(s.names) for s in slotted), default=0)
+        return self._slot_ids()[used:]
+
+    def candidates_per_prompt(self, sample: bool) -> int:
+        """Beam search returns every beam for a slot model, so a beam naming all objects can win."""
+        config = self.meta.generation if sample else self.meta.eval_generation
+        return config.num_beams if self.meta.object_slots and not config.do_sample else 1
+
+    @staticmethod
+    def _pick(options: Sequence[str], slotted: SlottedKeywords) -> str:
+        """The best-ranked candidate that writes every slot (else the best one), slots filled."""
+        complete = [text for text in options if not missing_slots(text, slotted.names)]
+        best = complete[0] if complete else options[0]
+        return fill_slots(best, slotted.names) if slotted.names else best
+
+    def generate_kwargs(self, sample: bool, suppress: Sequence[int] = ()) -> dict[str, Any]:
+        """``model.generate`` arguments from the metadata, with ``suppress`` added to its suppressed ids."""
         config: GenerationConfig = self.meta.generation if sample else self.meta.eval_generation
         kwargs = config.model_dump()
+        if suppress:
+            kwargs["suppress_tokens"] = sorted({*kwargs.get("suppress_tokens", ()), *suppress})
         if not kwargs.get("do_sample"):
             for key in _SAMPLING_ONLY:  # transformers warns about sampling settings in greedy/beam mode
                 kwargs.pop(key, None)
         elif kwargs.get("top_k") == 0:
             kwargs.pop("top_k")  # 0 means "off" in our metadata
         kwargs["pad_token_id"] = self.tokenizer.pad_token_id
+        kwargs["num_return_sequences"] = self.candidates_per_prompt(sample)
         return kwargs
 
-    def encode_prompts(self, keyword_texts: Sequence[str]) -> Any:
+    def encode_prompts(self, prompts: Sequence[str]) -> Any:
         """The filled prompt templates as one padded, truncated batch on the model's device."""
         return self.tokenizer(
-            self.prompts(keyword_texts),
+            list(prompts),
             return_tensors="pt",
             padding=True,
             truncation=True,
             max_length=MAX_PROMPT_TOKENS,
         ).to(self.device)
+
+
+class SlotCoverage(LogitsProcessor):
+    """Only this prompt's slots, and every object before any object twice: while a slot is still
+    missing, the slots already written are barred and ending the comment costs ``end[1]``
+    (log-probability; the metadata's ``slot_end_penalty``: a nudge, since barring the end outright
+    makes a small model ramble).
+
+    Small models like to write ``<obj1>`` again where ``<obj2>`` belongs ("핸드백과 핸드백"), or stop
+    after the first object. Rows
+    are the prompts expanded by beams or return sequences, in order; the generated part starts
+    where the input stood at the first call (the prompt for causal models, the start token for T5).
+    """
+
+    def __init__(
+        self, slot_ids: Sequence[int], slots_per_prompt: Sequence[int], end: tuple[int | None, float]
+    ) -> None:
+        self.slot_ids = torch.tensor(slot_ids)
+        self.eos_id, self.end_penalty = end
+        self.counts = torch.tensor(slots_per_prompt)
+        self.start: int | None = None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.start is None:
+            self.start = input_ids.shape[1]
+        slot_ids = self.slot_ids.to(input_ids.device)
+        written = input_ids[:, self.start :]
+        present = (written[:, :, None] == slot_ids[None, None, :]).any(dim=1)  # rows × slots
+        per_row = self.counts.to(input_ids.device).repeat_interleave(input_ids.shape[0] // len(self.counts))
+        wanted = torch.arange(len(slot_ids), device=input_ids.device)[None, :] < per_row[:, None]
+        used = present & wanted
+        incomplete = used.sum(dim=1) < wanted.sum(dim=1)
+        barred = (used & incomplete[:, None]) | ~wanted  # a slot this prompt lacks can't be filled
+        slot_scores = scores[:, slot_ids].masked_fill(barred, -math.inf)
+        scores[:, slot_ids] = slot_scores
+        if self.eos_id is not None and self.end_penalty > 0:
+            scores[incomplete, self.eos_id] -= self.end_penalty
+        return scores
+
+
+def _grouped(texts: Sequence[str], size: int) -> list[list[str]]:
+    """``num_return_sequences`` outputs come back flat, ``size`` per prompt in a row."""
+    return [list(texts[start : start + size]) for start in range(0, len(texts), size)]
 
 
 class Seq2SeqGenerator(CommentGenerator):
@@ -125,11 +226,11 @@ class Seq2SeqGenerator(CommentGenerator):
         return AutoModelForSeq2SeqLM
 
     @torch.inference_mode()
-    def generate(self, keyword_texts: Sequence[str], sample: bool) -> list[str]:
-        inputs = self.encode_prompts(keyword_texts)
-        output = self.model.generate(**inputs, **self.generate_kwargs(sample))
+    def _generate(self, prompts: Sequence[str], kwargs: dict[str, Any]) -> list[list[str]]:
+        inputs = self.encode_prompts(prompts)
+        output = self.model.generate(**inputs, **kwargs)
         texts: list[str] = self.tokenizer.batch_decode(output, skip_special_tokens=True)
-        return [text.strip() for text in texts]
+        return _grouped([text.strip() for text in texts], kwargs["num_return_sequences"])
 
 
 class CausalGenerator(CommentGenerator):
@@ -146,14 +247,14 @@ class CausalGenerator(CommentGenerator):
         return AutoModelForCausalLM
 
     @torch.inference_mode()
-    def generate(self, keyword_texts: Sequence[str], sample: bool) -> list[str]:
-        inputs = self.encode_prompts(keyword_texts)
-        kwargs = self.generate_kwargs(sample)
+    def _generate(self, prompts: Sequence[str], kwargs: dict[str, Any]) -> list[list[str]]:
+        inputs = self.encode_prompts(prompts)
+        kwargs = dict(kwargs)
         kwargs.setdefault("eos_token_id", self.tokenizer.eos_token_id)
         output = self.model.generate(**inputs, **kwargs)
         new_tokens = output[:, inputs["input_ids"].shape[1] :]  # decode only what the model added
         texts: list[str] = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-        return [_first_line(text) for text in texts]
+        return _grouped([_first_line(text) for text in texts], kwargs["num_return_sequences"])
 
 
 def _half_dtype() -> torch.dtype:
@@ -178,6 +279,8 @@ def comment_problem(text: str, keywords: Sequence[str], prompt: str = "") -> str
         return "no Hangul"
     if _is_echo(text, keywords, prompt):
         return "echo of the prompt/keywords"
+    if leftover_slots(text):
+        return "object slot with no object"
     return None
 
 
@@ -209,19 +312,11 @@ def template_comment(keywords: Sequence[str], rng: random.Random | None = None) 
     things = [k for k in keywords if k not in EMOTION_KEYWORDS]
     parts = [pick(_OPENERS[emotions[0] if emotions else None])]
     if things:
-        parts.append(f"{things[0]}{_subject_particle(things[0])} 정말 멋져요! 👍")
+        parts.append(f"{attach_particle(things[0], '이')} 정말 멋져요! 👍")
     if len(things) > 1:
         parts.append(f"{things[1]}도 눈에 띄네요 ✨")
     parts.append(pick(_CLOSERS))
     return " ".join(parts)
-
-
-def _subject_particle(word: str) -> str:
-    """이 after a final consonant (안경이), 가 after a vowel (나무가)."""
-    last = word.strip()[-1:] or "가"
-    if "\uac00" <= last <= "\ud7a3":
-        return "이" if (ord(last) - 0xAC00) % 28 else "가"
-    return "이(가)"
 
 
 # --- the set of loaded generators ------------------------------------------------------------------

@@ -49,6 +49,11 @@ class GeneratorMeta(BaseModel):
     eval_generation: GenerationConfig = Field(  # evaluation: deterministic
         default_factory=lambda: GenerationConfig(do_sample=False, num_beams=4)
     )
+    # True: object keywords get slot tokens in the prompt and the model writes the slots (see
+    # ``inference.slots``); the tokenizer must know the slot tokens.
+    object_slots: bool = False
+    # While a slot is unwritten, ending the comment costs this much log-probability (0: nothing).
+    slot_end_penalty: float = Field(default=0.0, ge=0.0, le=100.0)
     training: dict[str, Any] = Field(default_factory=dict)  # data hash, split, metrics, params, time
 
     def prompt(self, keywords: str) -> str:

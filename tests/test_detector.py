@@ -132,6 +132,33 @@ def test_ship_only_from_a_run_folder(trained: Path, tmp_path: Path) -> None:
     assert (run / "weights" / "best.pt").exists()
 
 
+def fake_run(folder: Path, model: str, epochs: int, seconds: float) -> Path:
+    """An ultralytics run folder as far as the training summary reads it: args.yaml + results.csv."""
+    (folder / "weights").mkdir(parents=True)
+    (folder / "args.yaml").write_text(f"model: {model}\nimgsz: 256\nepochs: 100\n", encoding="utf-8")
+    rows = [f"{e},{seconds * e / epochs},{0.1 * e}" for e in range(1, epochs + 1)]
+    header = "epoch,time,metrics/mAP50-95(B)"
+    (folder / "results.csv").write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+    return folder
+
+
+def test_training_summary_follows_a_run_continued_from_another(tmp_path: Path) -> None:
+    """A run started from another run's last.pt records that run too: the shipped model's full history."""
+    from training.train_detector import _training_summary
+
+    first = fake_run(tmp_path / "runs" / "first", "yolov10n.yaml", epochs=20, seconds=5814)
+    checkpoint = str(first / "weights" / "last.pt")
+    second = fake_run(tmp_path / "runs" / "second", checkpoint, epochs=36, seconds=5580)
+
+    summary = _training_summary(second)
+
+    assert summary["epochs_completed"] == 36 and summary["best_epoch"] == 36
+    earlier = summary["continued_from"]
+    assert earlier["run"] == "first" and earlier["model"] == "yolov10n.yaml"
+    assert earlier["epochs_completed"] == 20 and earlier["train_hours"] == round(5814 / 3600, 3)
+    assert "continued_from" not in earlier
+
+
 def tiny_classifier(path: Path, classes: tuple[str, ...]) -> Path:
     import torch
 

@@ -180,7 +180,8 @@ def test_a_failing_generator_fails_only_its_items(
     broken = weights / "generators" / "broken"
     shutil.copytree(weights / "generators" / "gpt2", broken)
     meta = json.loads((broken / "generator.json").read_text(encoding="utf-8"))
-    meta["eval_generation"]["num_return_sequences"] = 3  # greedy search cannot return 3 sequences
+    # Constrained beam search now lives on the Hub (trust_remote_code): generate() raises ValueError.
+    meta["eval_generation"]["force_words_ids"] = [[5]]
     (broken / "generator.json").write_text(json.dumps(meta), encoding="utf-8")
     loaded = Pipeline.from_settings(make_settings(weights))
     photo = bus_jpg.read_bytes()
@@ -304,3 +305,17 @@ def test_a_face_found_twice_with_two_emotions_is_reported_once() -> None:
     ]
     kept = one_box_per_face(boxes)
     assert [(b.label, b.box) for b in kept] == [("sad", face), ("happy", (300.0, 10.0, 400.0, 110.0))]
+
+
+def test_a_face_box_inside_its_head_box_is_reported_once() -> None:
+    """Seen on the shipped model: the face and a head-sized box around it (IoU only ~0.3)."""
+    from inference.detect import RawBox, one_box_per_face
+
+    head = (210.0, 10.0, 385.0, 308.0)
+    boxes = [
+        RawBox("sad", 0.49, head),
+        RawBox("sad", 0.48, (228.0, 122.0, 350.0, 260.0)),
+        RawBox("happy", 0.40, (150.0, 200.0, 260.0, 330.0)),  # a neighbour overlapping the head box
+    ]
+    kept = one_box_per_face(boxes)
+    assert [b.box for b in kept] == [head, (150.0, 200.0, 260.0, 330.0)]

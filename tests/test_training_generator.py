@@ -24,13 +24,13 @@ from transformers import (
 )
 
 from inference.generators import CommentGenerator
+from inference.josa import attach_particle, replace_word
 from inference.registry import discover_generators
+from inference.slots import SLOT_TOKENS
 from training import evaluate_generator, train_generator
 from training.augment import (
-    attach_particle,
     augment_pairs,
     common_syllables,
-    replace_word,
     swap_object_keywords,
     unseen_keyword_pairs,
 )
@@ -234,6 +234,56 @@ def test_tiny_fine_tune_from_local_checkpoint(
     before, after = load_file(base / "model.safetensors"), load_file(output / "model.safetensors")
     changed = [name for name in before if name in after and not torch.equal(before[name], after[name])]
     assert changed, "fine-tuning did not update any weight"
+
+
+@pytest.mark.parametrize("arch", ["t5", "gpt2"])
+def test_tiny_fine_tune_with_object_slots(
+    arch: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data_files: tuple[Path, Path]
+) -> None:
+    """--object-slots: slot tokens join the vocabulary, the targets hold them, the bot's loader uses them."""
+    texts = [t for p in fixture_pairs() for t in (p.keywords, p.comment)]
+    base = make_local_base(tmp_path / "base", arch, texts)
+    output = tmp_path / "generators" / arch
+    run_training(
+        monkeypatch, data_files, output, "--arch", arch, "--base", str(base), "--lr", "1e-2", "--object-slots"
+    )
+    meta = json.loads((output / "generator.json").read_text(encoding="utf-8"))
+    assert meta["object_slots"] is True and meta["training"]["object_slots"] is True
+    tokenizer = AutoTokenizer.from_pretrained(output, local_files_only=True)
+    for token in SLOT_TOKENS:
+        assert len(tokenizer(token, add_special_tokens=False)["input_ids"]) == 1
+    text = "<obj1>가 멋지고 <obj2>와 함께 😊"
+    assert tokenizer.decode(tokenizer(text)["input_ids"], skip_special_tokens=True) == text
+    weights = load_file(output / "model.safetensors")
+    assert max(t.shape[0] for t in weights.values() if t.ndim == 2) >= len(tokenizer)  # embeddings resized
+    generator = CommentGenerator.load(discover_generators(output.parent)[arch], "cpu")
+    assert generator.prompts(["기쁨, 안경, 나무"]) == [
+        generator.meta.prompt("기쁨, 안경 <obj1>, 나무 <obj2>")
+    ]
+    assert len(generator.generate(["기쁨, 안경", "슬픔"], sample=False)) == 2
+
+
+@pytest.mark.parametrize("arch", ["t5", "gpt2"])
+def test_slot_tokens_start_as_distinct_embeddings(arch: str, tmp_path: Path) -> None:
+    """Not all at the mean (transformers' default), or <obj1> and <obj2> start out the same."""
+    texts = [t for p in fixture_pairs() for t in (p.keywords, p.comment)]
+    base = make_local_base(tmp_path / "base", arch, texts)
+    tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
+    model = (T5ForConditionalGeneration if arch == "t5" else GPT2LMHeadModel).from_pretrained(base)
+    old_size = len(tokenizer)
+    assert train_generator.add_slot_tokens(tokenizer, model) == len(SLOT_TOKENS)
+    assert train_generator.add_slot_tokens(tokenizer, model) == 0  # idempotent: a slot folder as --base
+    weight = model.get_input_embeddings().weight.detach()
+    assert weight.shape[0] == old_size + len(SLOT_TOKENS)
+    new_rows, old_rows = weight[old_size:], weight[:old_size]
+    typical = torch.cdist(old_rows[:50], old_rows[:50]).mean()
+    assert torch.pdist(new_rows).min() > 0.3 * typical
+
+
+def test_training_form_of_a_pair_with_slots() -> None:
+    pair = Pair(keywords="기쁨, 안경, 나무", comment="안경이 잘 어울려요! 😄")
+    slotted = train_generator.with_slots(pair)
+    assert slotted == Pair(keywords="기쁨, 안경 <obj1>, 나무", comment="<obj1>가 잘 어울려요! 😄")
 
 
 def test_training_reports_a_bad_data_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

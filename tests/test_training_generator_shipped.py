@@ -11,6 +11,7 @@ import pytest
 from inference.generators import CommentGenerator, comment_problem
 from inference.registry import discover_generators
 from inference.settings import DEFAULT_WEIGHTS_DIR
+from inference.slots import leftover_slots
 from training.data import split_keywords
 from training.metrics import has_emoji, mentions_all_objects
 
@@ -61,3 +62,20 @@ def test_shipped_generator_writes_korean_comments(name: str) -> None:
     deterministic = generator.generate(KEYWORDS, sample=False)
     mentioned = sum(mentions_all_objects(k, c) for k, c in zip(KEYWORDS, deterministic, strict=True))
     assert mentioned >= len(KEYWORDS) // 2, deterministic
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_generator_names_objects_it_never_saw(name: str) -> None:
+    """Held-out names (in no training pair) come back in the comment through the object slots."""
+    entry = discover_generators(GENERATORS_DIR)[name]
+    assert entry.meta.object_slots
+    holdout = entry.meta.training["holdout_object_names"]
+    emotions = ["기쁨", "슬픔", "분노", "공포"]
+    keywords = [f"{emotions[i % 4]}, {holdout[i]}" for i in range(8)]
+    keywords += [f"기쁨, {holdout[8]}, {holdout[9]}", f"슬픔, {holdout[10]}, {holdout[11]}"]
+    generator = CommentGenerator.load(entry, "cpu")
+    for sample in (False, True):
+        comments = generator.generate(keywords, sample=sample)
+        assert not any(leftover_slots(c) for c in comments), comments
+        mentioned = sum(mentions_all_objects(k, c) for k, c in zip(keywords, comments, strict=True))
+        assert mentioned >= len(keywords) - (1 if not sample else 3), comments

@@ -10,97 +10,14 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 from collections.abc import Sequence
 
+from inference.josa import mentions_word, replace_word
 from training.data import KEYWORD_SEPARATOR, Pair
 
 logger = logging.getLogger(__name__)
 
 _HANGUL_FIRST, _HANGUL_LAST = 0xAC00, 0xD7A3
-_RIEUL_JONGSEONG = 8  # index of ㄹ among the 28 final-consonant slots
-
-# (form after a consonant, form after a vowel); longest first so 이에요 wins over 이.
-_PARTICLES: tuple[tuple[str, str], ...] = (
-    ("이에요", "예요"),
-    ("이었", "였"),
-    ("이네요", "네요"),
-    ("이라서", "라서"),
-    ("이라", "라"),
-    ("이랑", "랑"),
-    ("이나", "나"),
-    ("이죠", "죠"),
-    ("으로", "로"),
-    ("과", "와"),
-    ("을", "를"),
-    ("은", "는"),
-    ("이", "가"),
-    ("아", "야"),
-)
-_PARTICLE_FORMS = sorted({form for pair in _PARTICLES for form in pair}, key=len, reverse=True)
-# Endings that fit any word (에서, 의, 도 …) and plural 들+anything: kept as they are.
-_INVARIANT_ENDINGS = (
-    "에서",
-    "에게",
-    "에는",
-    "에도",
-    "에",
-    "의",
-    "도",
-    "만",
-    "까지",
-    "처럼",
-    "보다",
-    "인가요",
-    "인지",
-    "인",
-)
-_ENDINGS = sorted((*_PARTICLE_FORMS, *_INVARIANT_ENDINGS), key=len, reverse=True)
-_HANGUL = "[가-힣]"
-
-
-def final_consonant(word: str) -> int:
-    """Index of the last syllable's final consonant (0: none, 8: ㄹ); 0 for non-Hangul endings."""
-    last = word.rstrip()[-1:] if word.strip() else ""
-    code = ord(last) if last else 0
-    if not _HANGUL_FIRST <= code <= _HANGUL_LAST:
-        return 0
-    return (code - _HANGUL_FIRST) % 28
-
-
-def attach_particle(word: str, particle: str) -> str:
-    """``word`` + the form of ``particle`` that fits it: attach_particle("모자", "이") == "모자가"."""
-    jong = final_consonant(word)
-    for after_consonant, after_vowel in _PARTICLES:
-        if particle in (after_consonant, after_vowel):
-            if after_consonant == "으로":  # ㄹ-final words take 로: 연필로, 책으로
-                return word + ("으로" if jong not in (0, _RIEUL_JONGSEONG) else "로")
-            return word + (after_consonant if jong else after_vowel)
-    return word + particle
-
-
-def _word_pattern(word: str) -> re.Pattern[str]:
-    """``word`` as a whole word, optionally followed by one ending (not by more Hangul: 차 ≠ 차분한)."""
-    endings = "|".join(map(re.escape, _ENDINGS))
-    return re.compile(f"(?<!{_HANGUL}){re.escape(word)}(들{_HANGUL}*|{endings})?(?!{_HANGUL})")
-
-
-def mentions_word(text: str, word: str) -> bool:
-    """True when every occurrence of ``word`` in ``text`` is a whole word we know how to replace."""
-    found = len(_word_pattern(word).findall(text))
-    return found > 0 and found == text.count(word)
-
-
-def replace_word(text: str, old: str, new: str) -> str:
-    """Replace the whole-word occurrences of ``old`` by ``new``, fixing a particle attached to it."""
-
-    def substitute(match: re.Match[str]) -> str:
-        ending = match.group(1) or ""
-        if ending in _PARTICLE_FORMS:
-            return attach_particle(new, ending)
-        return new + ending
-
-    return _word_pattern(old).sub(substitute, text)
 
 
 def swap_object_keywords(

@@ -181,7 +181,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     predictions = generate_all(generator, keywords, args.batch_size)
     logger.info("%d comments in %.1f s", len(predictions), time.perf_counter() - started)
-    prompts = [entry.meta.prompt(k) for k in keywords]
+    prompts = generator.prompts(keywords)  # as the model saw them (slot tokens included)
     metrics: dict[str, Any] = score_predictions(keywords, references, predictions, prompts)
 
     for flag, suffix in ((True, "seen_sets"), (False, "novel_sets")):
@@ -201,10 +201,13 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         coverage, counted = keyword_coverage([p.keywords for p in unseen_rows], unseen_predictions)
         metrics["keyword_coverage_unseen"] = coverage
         metrics["keyword_inputs_unseen"] = float(counted)
+        unseen_keywords = [p.keywords for p in unseen_rows]
         metrics["garbled_unseen"] = float(
             sum(
-                is_garbled(o, p.keywords, entry.meta.prompt(p.keywords))
-                for o, p in zip(unseen_predictions, unseen_rows, strict=True)
+                is_garbled(o, k, prompt)
+                for o, k, prompt in zip(
+                    unseen_predictions, unseen_keywords, generator.prompts(unseen_keywords), strict=True
+                )
             )
         )
 

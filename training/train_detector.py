@@ -158,7 +158,19 @@ def _training_summary(run: Path) -> dict[str, Any]:
         best = max(body, key=lambda r: float(r.get("metrics/mAP50-95(B)", 0) or 0), default=None)
         if best is not None:
             summary["best_epoch"] = int(float(best["epoch"]))
+    previous = _run_of_checkpoint(str(summary.get("model") or ""))
+    if previous is not None and previous != run:  # this run started from another run's checkpoint
+        summary["continued_from"] = {"run": previous.name, **_training_summary(previous)}
     return summary
+
+
+def _run_of_checkpoint(model: str) -> Path | None:
+    """The ultralytics run folder of ``RUN/weights/last.pt`` (when it still exists), else ``None``."""
+    path = Path(model)
+    if path.suffix != ".pt" or path.parent.name != "weights":
+        return None
+    run = path.parent.parent
+    return run if (run / "args.yaml").is_file() else None
 
 
 def ship(run: Path, out: Path, conf: float, classifier: Path | None = None) -> Path:

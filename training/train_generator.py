@@ -41,8 +41,10 @@ from transformers import (
     get_linear_schedule_with_warmup,
 )
 
+from inference.josa import mentions_word
 from inference.registry import META_FILENAME, GenerationConfig, GeneratorMeta
 from inference.runtime import resolve_device
+from inference.slots import SLOT_TOKENS, empty_slots, slot_keywords
 from training.augment import augment_pairs
 from training.data import (
     DEFAULT_DATA,
@@ -117,6 +119,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="share of swaps that use made-up names (teaches copying)",
     )
     parser.add_argument("--holdout-names", type=int, default=60, help="object names never trained on")
+    parser.add_argument(
+        "--object-slots",
+        action="store_true",
+        help="the model writes <obj1>… where object names go; the bot fills them in (inference.slots)",
+    )
     # optimisation
     parser.add_argument(
         "--preset", choices=sorted(PRESETS), help="default: scratch for --base scratch, else setting1"
@@ -145,6 +152,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     # generation settings written to generator.json
     parser.add_argument("--eval-beams", type=int, default=4)
     parser.add_argument("--no-repeat-ngram", type=int, default=3)
+    parser.add_argument("--eval-length-penalty", type=float, help="beam length penalty (default 1.0)")
     parser.add_argument("--temperature", type=float, default=0.8)
     parser.add_argument("--top-p", type=float, default=0.9)
     parser.add_argument(
@@ -227,6 +235,36 @@ def load_base(args: argparse.Namespace) -> tuple[PreTrainedTokenizerBase, PreTra
     return tokenizer, model
 
 
+def add_slot_tokens(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> int:
+    """Give the tokenizer the object-slot tokens (ordinary tokens: decoding must keep them)."""
+    missing = [token for token in SLOT_TOKENS if token not in tokenizer.get_vocab()]
+    if missing:
+        tokenizer.add_tokens(missing)
+        embeddings: Any = model.get_input_embeddings()
+        old_size = int(embeddings.weight.shape[0])
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+        _spread_new_embeddings(model, old_size)
+    return len(missing)
+
+
+@torch.no_grad()
+def _spread_new_embeddings(model: PreTrainedModel, old_size: int) -> None:
+    """New rows drawn like the trained ones (per-dimension mean and spread), each one different.
+
+    transformers' default puts every new token at nearly the mean embedding, so ``<obj1>`` and
+    ``<obj2>`` start out indistinguishable and the model writes ``<obj1>`` for both objects.
+    """
+    embeddings: Any = model.get_input_embeddings()
+    weight = embeddings.weight
+    trained = weight[:old_size]
+    seeded = torch.Generator().manual_seed(0)
+    noise = torch.randn(weight.shape[0] - old_size, weight.shape[1], generator=seeded)
+    weight[old_size:] = trained.mean(0) + trained.std(0) * noise
+    output: Any = model.get_output_embeddings()
+    if output is not None and output.weight.data_ptr() != weight.data_ptr():  # untied head
+        output.weight[old_size:] = output.weight[:old_size].mean(0) + output.weight[:old_size].std(0) * noise
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -249,6 +287,13 @@ def encode(pair: Pair, tokenizer: PreTrainedTokenizerBase, args: argparse.Namesp
     ]
     ids = [*source, *comment, tokenizer.eos_token_id]
     return Example(input_ids=ids, labels=[IGNORE_INDEX] * len(source) + [*comment, tokenizer.eos_token_id])
+
+
+def with_slots(pair: Pair) -> Pair:
+    """The training form of a pair for a slot model: mentioned objects → ``<objN>`` in both texts."""
+    mentioned = [k for k in pair.object_keywords if mentions_word(pair.comment, k)]
+    slotted = slot_keywords(pair.keyword_list, mentioned)
+    return Pair(keywords=slotted.text, comment=empty_slots(pair.comment, slotted.names))
 
 
 def collate(batch: Sequence[Example], pad_id: int, seq2seq: bool) -> dict[str, torch.Tensor]:
@@ -293,6 +338,9 @@ def generator_meta(
     common: dict[str, Any] = {"max_new_tokens": max_new, "no_repeat_ngram_size": args.no_repeat_ngram}
     if suppress_tokens:
         common["suppress_tokens"] = list(suppress_tokens)
+    beam: dict[str, Any] = {"num_beams": args.eval_beams}
+    if args.eval_length_penalty is not None:
+        beam["length_penalty"] = args.eval_length_penalty
     return GeneratorMeta(
         architecture=ARCHITECTURES[args.arch],
         prompt_template=PROMPT_TEMPLATES[args.arch],
@@ -300,9 +348,8 @@ def generator_meta(
         generation=GenerationConfig.model_validate(
             {"do_sample": True, "temperature": args.temperature, "top_p": args.top_p, **common}
         ),
-        eval_generation=GenerationConfig.model_validate(
-            {"do_sample": False, "num_beams": args.eval_beams, **common}
-        ),
+        eval_generation=GenerationConfig.model_validate({"do_sample": False, **beam, **common}),
+        object_slots=args.object_slots,
         training=training,
     )
 
@@ -381,6 +428,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         tokenizer, model = build_scratch(args, texts)
     else:
         tokenizer, model = load_base(args)
+    if args.object_slots:
+        logger.info("object slots: %d slot tokens added", add_slot_tokens(tokenizer, model))
     suppress_on = args.suppress_fragments == "on" or (
         args.suppress_fragments == "auto" and args.base == "scratch"
     )
@@ -391,8 +440,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     logger.info("%s from %s: %.2fM parameters on %s", args.arch, args.base, params / 1e6, device)
     logger.info("pairs: %s + %d augmented", split.sizes(), len(augmented))
 
-    train_examples = [encode(p, tokenizer, args) for p in train_pairs]
-    val_examples = [encode(p, tokenizer, args) for p in split.validation]
+    prepare = with_slots if args.object_slots else (lambda pair: pair)
+    train_examples = [encode(prepare(p), tokenizer, args) for p in train_pairs]
+    val_examples = [encode(prepare(p), tokenizer, args) for p in split.validation]
     pad_id = int(tokenizer.pad_token_id)
     steps_per_epoch = math.ceil(len(train_examples) / args.batch_size)
     total_steps = args.max_steps or steps_per_epoch * args.epochs
@@ -415,6 +465,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "data_sha256": file_sha256(args.data),
         "split": {"seed": args.seed, **split.sizes(), "augmented": len(augmented)},
         "augmentation": {"copies": args.augment_copies, "synthetic_share": args.synthetic_share},
+        "object_slots": args.object_slots,
         "holdout_object_names": holdout,
         "params": params,
         "hyperparameters": {

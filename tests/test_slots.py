@@ -1,0 +1,156 @@
+"""Object slots and Korean particles: what lets a small generator name objects it never saw."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import torch
+
+from inference.generators import CommentGenerator, SlotCoverage, comment_problem
+from inference.josa import attach_particle, replace_token
+from inference.registry import GeneratorMeta
+from inference.slots import (
+    MAX_SLOTS,
+    SLOT_TOKENS,
+    empty_slots,
+    fill_slots,
+    leftover_slots,
+    missing_slots,
+    slot_keywords,
+)
+
+
+@pytest.mark.parametrize(
+    ("word", "written", "expected"),
+    [
+        ("안경", "<obj1>가 멋져요", "안경이 멋져요"),
+        ("모자", "<obj1>가 멋져요", "모자가 멋져요"),
+        ("연필", "<obj1>로 그린 그림", "연필로 그린 그림"),
+        ("책", "<obj1>로 가득", "책으로 가득"),
+        ("고양이", "<obj1>랑도 놀아요", "고양이랑도 놀아요"),
+        ("꽃", "<obj1>와 함께, <obj1>를 들고", "꽃과 함께, 꽃을 들고"),
+        ("나무", "<obj1>예요!", "나무예요!"),
+        ("별", "<obj1>예요!", "별이에요!"),
+        ("자전거", "<obj1>에서 <obj1>들이", "자전거에서 자전거들이"),
+    ],
+)
+def test_replace_token_fixes_the_particle_for_the_real_word(word: str, written: str, expected: str) -> None:
+    assert replace_token(written, "<obj1>", word) == expected
+
+
+def test_attach_particle_on_non_hangul_words_uses_the_vowel_form() -> None:
+    assert attach_particle("TV", "이") == "TV가"
+
+
+def test_slot_keywords_slots_objects_only_in_order() -> None:
+    slotted = slot_keywords(["기쁨", "안경", "나무", "안경", "슬픔"])
+    assert slotted.text == "기쁨, 안경 <obj1>, 나무 <obj2>, 안경, 슬픔"
+    assert slotted.names == {"<obj1>": "안경", "<obj2>": "나무"}
+
+
+def test_slot_keywords_for_training_slots_only_mentioned_objects() -> None:
+    slotted = slot_keywords(["기쁨", "안경", "나무"], mentioned={"나무"})
+    assert slotted.text == "기쁨, 안경, 나무 <obj1>"
+    assert slotted.names == {"<obj1>": "나무"}
+
+
+def test_slots_are_capped() -> None:
+    objects = [f"물건{i}" for i in range(MAX_SLOTS + 2)]
+    slotted = slot_keywords(objects)
+    assert len(slotted.names) == MAX_SLOTS
+    assert slotted.text.endswith(f"물건{MAX_SLOTS}, 물건{MAX_SLOTS + 1}")
+
+
+def test_empty_then_fill_gives_back_the_comment_and_fits_new_names() -> None:
+    comment = "안경이 잘 어울려요! 😄 자전거 바퀴와 나무 아래에서 🌳"
+    slotted = slot_keywords(["기쁨", "안경", "자전거 바퀴", "나무"])
+    emptied = empty_slots(comment, slotted.names)
+    assert emptied == "<obj1>가 잘 어울려요! 😄 <obj2>와 <obj3> 아래에서 🌳"
+    assert fill_slots(emptied, slotted.names) == comment
+    renamed = fill_slots(emptied, {"<obj1>": "모자", "<obj2>": "책", "<obj3>": "고슴도치"})
+    assert renamed == "모자가 잘 어울려요! 😄 책과 고슴도치 아래에서 🌳"
+    assert missing_slots(emptied, slotted.names) == 0
+    assert missing_slots("<obj1>가 좋아요", slotted.names) == 2
+
+
+def test_a_slot_without_an_object_fails_the_post_check() -> None:
+    text = fill_slots("<obj1>가 멋지고 <obj2>도 예뻐요 😊", {"<obj1>": "안경"})
+    assert leftover_slots(text) == ["<obj2>"]
+    assert comment_problem(text, ["기쁨", "안경"]) == "object slot with no object"
+
+
+SLOT_IDS = {token: 100 + i for i, token in enumerate(SLOT_TOKENS)}
+
+
+class ScriptedGenerator(CommentGenerator):
+    """The generator pipeline around a scripted model: what ``_generate`` returns is fixed."""
+
+    def __init__(self, meta: GeneratorMeta, outputs: Sequence[Sequence[str]]) -> None:
+        slot_ids = SimpleNamespace(
+            convert_tokens_to_ids=lambda tokens: [SLOT_IDS[t] for t in tokens], pad_token_id=0, eos_token_id=1
+        )
+        super().__init__("scripted", meta, model=None, tokenizer=slot_ids, device="cpu")  # type: ignore[arg-type]
+        self.outputs = [list(options) for options in outputs]
+        self.seen_prompts: list[str] = []
+        self.seen_kwargs: list[dict[str, Any]] = []
+
+    @staticmethod
+    def _model_class() -> Any:
+        return None
+
+    def _generate(self, prompts: Sequence[str], kwargs: dict[str, Any]) -> list[list[str]]:
+        self.seen_prompts.extend(prompts)
+        self.seen_kwargs.append(kwargs)
+        return self.outputs[: len(prompts)]
+
+
+def slot_meta(**changes: Any) -> GeneratorMeta:
+    beams = {"do_sample": False, "num_beams": 3}
+    fields = {"architecture": "seq2seq", "object_slots": True, "eval_generation": beams}
+    return GeneratorMeta.model_validate(fields | changes)
+
+
+def test_the_best_beam_that_names_every_object_wins_and_is_filled() -> None:
+    generator = ScriptedGenerator(
+        slot_meta(),
+        [["<obj1>가 멋져요 😊", "<obj1>와 <obj2> 모두 멋져요 😊", "<obj2>만 😊"]],
+    )
+    assert generator.candidates_per_prompt(sample=False) == 3
+    assert generator.candidates_per_prompt(sample=True) == 1  # sampling: one draw per photo
+    [comment] = generator.generate(["기쁨, 고슴도치, 바이올린"], sample=False)
+    assert generator.seen_prompts == ["기쁨, 고슴도치 <obj1>, 바이올린 <obj2>"]
+    assert comment == "고슴도치와 바이올린 모두 멋져요 😊"
+    # Two objects: the model may not write <obj3>…<obj8>, which nothing could fill.
+    assert generator.seen_kwargs[0]["suppress_tokens"] == [SLOT_IDS[t] for t in SLOT_TOKENS[2:]]
+
+
+def test_without_a_complete_beam_the_top_one_is_used() -> None:
+    generator = ScriptedGenerator(slot_meta(), [["<obj1>가 멋져요 😊", "좋아요 😊"]])
+    assert generator.generate(["기쁨, 책, 꽃"], sample=False) == ["책이 멋져요 😊"]
+
+
+def test_a_model_without_slots_gets_the_plain_keywords() -> None:
+    generator = ScriptedGenerator(slot_meta(object_slots=False), [["안경이 멋져요 😊"]])
+    assert generator.candidates_per_prompt(sample=False) == 1
+    assert generator.generate(["기쁨, 안경"], sample=False) == ["안경이 멋져요 😊"]
+    assert generator.seen_prompts == ["기쁨, 안경"]
+
+
+def test_slot_coverage_bars_repeats_missing_slots_and_nudges_the_end() -> None:
+    """Rows: prompt 0 (two slots) and prompt 1 (no slot), two beams each; token ids 10/11 are slots."""
+    coverage = SlotCoverage([10, 11, 12], [2, 0], end=(1, 5.0))
+    prompt = torch.tensor([[7, 7]] * 4)  # a causal model's prompt: slots in it don't count
+    assert coverage(prompt, torch.zeros(4, 13)).shape == (4, 13)
+    written = torch.cat([prompt, torch.tensor([[10], [3], [4], [4]])], dim=1)
+    scores = coverage(written, torch.zeros(4, 13))
+    assert scores[0, 10] == -math.inf and scores[0, 11] == 0  # <obj1> written: <obj2> next, not again
+    assert scores[0, 1] == -5.0 and scores[1, 1] == -5.0  # ending early costs 5, but is allowed
+    assert scores[0, 12] == -math.inf  # prompt 0 has no <obj3>
+    assert (scores[2:, 10:13] == -math.inf).all() and (scores[2:, 1] == 0).all()  # no slots at all
+    both = torch.cat([written, torch.tensor([[11], [3], [4], [4]])], dim=1)
+    done = coverage(both, torch.zeros(4, 13))
+    assert done[0, 10] == 0 and done[0, 11] == 0 and done[0, 1] == 0  # all written: repeats and end free
