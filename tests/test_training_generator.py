@@ -339,6 +339,7 @@ def test_evaluation_cli(
         *("bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge1_f", "rouge2_f", "rougeL_f"),
         *("emoji_share", "keyword_coverage", "distinct_share", "garbled", "sampled_garbled"),
         *("latency_p50_ms_batch1", "latency_p50_ms_batch16"),
+        *("latency_p50_ms_batch1_sampled", "latency_p50_ms_batch16_sampled"),
     }
     assert expected_keys <= metrics.keys()
     assert metrics["count"] == len(rows)
