@@ -239,3 +239,20 @@ def test_discover_sees_the_tiny_generators(tiny_weights_dir: Path) -> None:
     entries = discover_generators(tiny_weights_dir / "generators")
     assert entries["t5"].meta.architecture == "seq2seq"
     assert entries["gpt2"].meta.architecture == "causal"
+
+
+def test_cpu_int8_quantizes_the_linear_layers_but_not_the_head(
+    tiny_weights_dir: Path, tmp_path: Path
+) -> None:
+    """``cpu_int8``: dynamic int8 linear layers on a CPU (faster), the output head kept in float32."""
+    import torch
+
+    source = tiny_weights_dir / "generators" / "t5"
+    folder = copy_generator(source, tmp_path / "generators" / "t5", cpu_int8=True)
+    generator = CommentGenerator.load(discover_generators(folder.parent)["t5"], "cpu")
+    quantized = [name for name, m in generator.model.named_modules() if "quantized" in type(m).__module__]
+    assert quantized and "lm_head" not in quantized
+    assert isinstance(generator.model.lm_head, torch.nn.Linear)
+    assert len(generator.generate(["기쁨, 안경", "슬픔"], sample=False)) == 2
+    plain = CommentGenerator.load(discover_generators(tiny_weights_dir / "generators")["t5"], "cpu")
+    assert not any("quantized" in type(m).__module__ for m in plain.model.modules())
