@@ -107,11 +107,14 @@ class CommentGenerator(ABC):
         """One comment per keyword string (``"기쁨, 안경"``), in order; object slots already filled."""
         slotted = [self.slotted(text) for text in keyword_texts]
         prompts = [self.meta.prompt(s.text) for s in slotted]
-        kwargs = self.generate_kwargs(sample, self._unused_slot_ids(slotted))
-        if any(s.names for s in slotted):
-            counts = [len(s.names) for s in slotted]
-            end = (self.tokenizer.eos_token_id, self.meta.slot_end_penalty)
-            coverage = SlotCoverage(self._slot_ids(), counts, end)
+        kwargs = self.generate_kwargs(sample)
+        if self.meta.object_slots:
+            coverage = SlotCoverage(
+                self._slot_ids(),
+                [len(s.names) for s in slotted],
+                eos_id=self.tokenizer.eos_token_id,
+                end_penalty=self.meta.slot_end_penalty,
+            )
             kwargs["logits_processor"] = LogitsProcessorList([coverage])
         candidates = self._generate(prompts, kwargs)
         return [self._pick(options, s) for options, s in zip(candidates, slotted, strict=True)]
@@ -133,13 +136,6 @@ class CommentGenerator(ABC):
         ids = self.tokenizer.convert_tokens_to_ids(list(SLOT_TOKENS))
         return ids if isinstance(ids, list) else [ids]
 
-    def _unused_slot_ids(self, slotted: Sequence[SlottedKeywords]) -> list[int]:
-        """Slot tokens no prompt of the batch has: a sampled ``<obj3>`` for two objects is never filled."""
-        if not self.meta.object_slots:
-            return []
-        used = max((len(s.names) for s in slotted), default=0)
-        return self._slot_ids()[used:]
-
     def candidates_per_prompt(self, sample: bool) -> int:
         """Beam search returns every beam for a slot model, so a beam naming all objects can win."""
         config = self.meta.generation if sample else self.meta.eval_generation
@@ -152,12 +148,10 @@ class CommentGenerator(ABC):
         best = complete[0] if complete else options[0]
         return fill_slots(best, slotted.names) if slotted.names else best
 
-    def generate_kwargs(self, sample: bool, suppress: Sequence[int] = ()) -> dict[str, Any]:
-        """``model.generate`` arguments from the metadata, with ``suppress`` added to its suppressed ids."""
+    def generate_kwargs(self, sample: bool) -> dict[str, Any]:
+        """``model.generate`` arguments from the metadata (sampled or deterministic settings)."""
         config: GenerationConfig = self.meta.generation if sample else self.meta.eval_generation
         kwargs = config.model_dump()
-        if suppress:
-            kwargs["suppress_tokens"] = sorted({*kwargs.get("suppress_tokens", ()), *suppress})
         if not kwargs.get("do_sample"):
             for key in _SAMPLING_ONLY:  # transformers warns about sampling settings in greedy/beam mode
                 kwargs.pop(key, None)
@@ -179,22 +173,27 @@ class CommentGenerator(ABC):
 
 
 class SlotCoverage(LogitsProcessor):
-    """Only this prompt's slots, and every object before any object twice: while a slot is still
-    missing, the slots already written are barred and ending the comment costs ``end[1]``
-    (log-probability; the metadata's ``slot_end_penalty``: a nudge, since barring the end outright
-    makes a small model ramble).
+    """Only this prompt's slots (a slot with no object behind it is never written), and every object
+    before any object twice: while a slot is still missing, the slots already written are barred
+    and ending the comment costs ``end_penalty`` (log-probability; the metadata's
+    ``slot_end_penalty``: a nudge, since barring the end outright makes a small model ramble).
 
     Small models like to write ``<obj1>`` again where ``<obj2>`` belongs ("핸드백과 핸드백"), or stop
-    after the first object. Rows
-    are the prompts expanded by beams or return sequences, in order; the generated part starts
-    where the input stood at the first call (the prompt for causal models, the start token for T5).
+    after the first object. Rows are the prompts expanded by beams or return sequences, in order;
+    the generated part starts where the input stood at the first call (the prompt for causal
+    models, the start token for T5).
     """
 
     def __init__(
-        self, slot_ids: Sequence[int], slots_per_prompt: Sequence[int], end: tuple[int | None, float]
+        self,
+        slot_ids: Sequence[int],
+        slots_per_prompt: Sequence[int],
+        *,
+        eos_id: int | None,
+        end_penalty: float,
     ) -> None:
         self.slot_ids = torch.tensor(slot_ids)
-        self.eos_id, self.end_penalty = end
+        self.eos_id, self.end_penalty = eos_id, end_penalty
         self.counts = torch.tensor(slots_per_prompt)
         self.start: int | None = None
 

@@ -20,12 +20,12 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from inference.josa import replace_token, replace_word
+from inference.keywords import format_keywords
 from inference.labels import EMOTION_KEYWORDS
 
 MAX_SLOTS = 8
 SLOT_TOKENS: tuple[str, ...] = tuple(f"<obj{i}>" for i in range(1, MAX_SLOTS + 1))
 _ANY_SLOT = re.compile(r"<obj\d+>")
-KEYWORD_SEPARATOR = ", "
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +52,7 @@ def slot_keywords(keywords: Sequence[str], mentioned: Collection[str] | None = N
         token = SLOT_TOKENS[len(names)]
         names[token] = keyword
         parts.append(f"{keyword} {token}")
-    return SlottedKeywords(KEYWORD_SEPARATOR.join(parts), names)
+    return SlottedKeywords(format_keywords(parts), names)
 
 
 def empty_slots(comment: str, names: dict[str, str]) -> str:

@@ -125,7 +125,10 @@ def test_the_best_beam_that_names_every_object_wins_and_is_filled() -> None:
     assert generator.seen_prompts == ["기쁨, 고슴도치 <obj1>, 바이올린 <obj2>"]
     assert comment == "고슴도치와 바이올린 모두 멋져요 😊"
     # Two objects: the model may not write <obj3>…<obj8>, which nothing could fill.
-    assert generator.seen_kwargs[0]["suppress_tokens"] == [SLOT_IDS[t] for t in SLOT_TOKENS[2:]]
+    [coverage] = generator.seen_kwargs[0]["logits_processor"]
+    scores = coverage(torch.zeros(3, 1, dtype=torch.long), torch.zeros(3, 200))
+    barred = [token for token, i in SLOT_IDS.items() if scores[0, i] == -math.inf]
+    assert barred == list(SLOT_TOKENS[2:])
 
 
 def test_without_a_complete_beam_the_top_one_is_used() -> None:
@@ -142,7 +145,7 @@ def test_a_model_without_slots_gets_the_plain_keywords() -> None:
 
 def test_slot_coverage_bars_repeats_missing_slots_and_nudges_the_end() -> None:
     """Rows: prompt 0 (two slots) and prompt 1 (no slot), two beams each; token ids 10/11 are slots."""
-    coverage = SlotCoverage([10, 11, 12], [2, 0], end=(1, 5.0))
+    coverage = SlotCoverage([10, 11, 12], [2, 0], eos_id=1, end_penalty=5.0)
     prompt = torch.tensor([[7, 7]] * 4)  # a causal model's prompt: slots in it don't count
     assert coverage(prompt, torch.zeros(4, 13)).shape == (4, 13)
     written = torch.cat([prompt, torch.tensor([[10], [3], [4], [4]])], dim=1)
