@@ -25,7 +25,7 @@ from ultralytics.utils import patches as ultralytics_patches
 
 from inference.images import DecodedImage
 from inference.labels import emotion_keyword, object_keyword
-from inference.results import Box, DetectedObject, Face
+from inference.results import Box, DetectedObject, Face, box_area
 from inference.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -157,19 +157,15 @@ def _intersection(a: Box, b: Box) -> float:
     return inter_w * inter_h
 
 
-def _area(box: Box) -> float:
-    return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
-
-
 def _iou(a: Box, b: Box) -> float:
     inter = _intersection(a, b)
-    union = _area(a) + _area(b) - inter
+    union = box_area(a) + box_area(b) - inter
     return inter / union if union > 0 else 0.0
 
 
 def _nested_share(a: Box, b: Box) -> float:
     """How much of the smaller box lies inside the other (1.0: fully inside)."""
-    smaller = min(_area(a), _area(b))
+    smaller = min(box_area(a), box_area(b))
     return _intersection(a, b) / smaller if smaller > 0 else 0.0
 
 

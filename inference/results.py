@@ -8,6 +8,11 @@ from typing import Any
 Box = tuple[float, float, float, float]  # x1, y1, x2, y2 in the original image's pixels (after EXIF)
 
 
+def box_area(box: Box) -> float:
+    """Area in square pixels; 0 for a degenerate box."""
+    return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
+
+
 @dataclass(frozen=True, slots=True)
 class Face:
     label: str  # class name from the weights, e.g. "happy"
@@ -17,7 +22,7 @@ class Face:
 
     @property
     def area(self) -> float:
-        return max(0.0, self.box[2] - self.box[0]) * max(0.0, self.box[3] - self.box[1])
+        return box_area(self.box)
 
 
 @dataclass(frozen=True, slots=True)

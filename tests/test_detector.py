@@ -87,6 +87,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, fixture_data: Path) -> Pat
             str(out),
             "--conf",
             "0.2",
+            *("--optimizer", "AdamW", "--lr0", "0.002", "--lrf", "0.1", "--warmup-epochs", "0"),
         ]
     )
     return out
@@ -106,6 +107,8 @@ def test_tiny_training_ships_loadable_weights(trained: Path) -> None:
     assert metadata["conf"] == 0.2
     assert metadata["training"]["epochs_completed"] == 1
     assert metadata["training"]["model"] == "yolov10n.yaml"
+    optimizer = {key: metadata["training"][key] for key in ("optimizer", "lr0", "lrf", "warmup_epochs")}
+    assert optimizer == {"optimizer": "AdamW", "lr0": 0.002, "lrf": 0.1, "warmup_epochs": 0.0}
     results = list(model.predict(Image.new("RGB", (64, 64)), imgsz=64, verbose=False))
     assert len(results) == 1 and getattr(results[0], "boxes", None) is not None
 
@@ -130,6 +133,12 @@ def test_ship_only_from_a_run_folder(trained: Path, tmp_path: Path) -> None:
     assert "metrics" not in metadata  # a fresh file: the old model's numbers don't describe this one
     assert "CC BY 4.0" in metadata["licences"]["data"]
     assert (run / "weights" / "best.pt").exists()
+
+    # Shipping again with the classifier already in the folder (the usual re-ship) keeps it.
+    shipped = out / "face_classifier.pt"
+    train_detector.main(["--ship-only", str(run), "--out", str(out), "--classifier", str(shipped)])
+    assert json.loads((out / "metadata.json").read_text(encoding="utf-8"))["classifier"] == shipped.name
+    assert shipped.stat().st_size == classifier.stat().st_size
 
 
 def fake_run(folder: Path, model: str, epochs: int, seconds: float) -> Path:

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 import yaml
 
+from inference.results import Box, box_area
 from inference.runtime import prepare_offline_ultralytics, set_torch_threads
 from inference.settings import REPO_ROOT, load_settings
 
@@ -47,8 +48,6 @@ DEFAULT_WEIGHTS = REPO_ROOT / "weights" / "emotion" / "model.pt"
 CONF_GRID = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5)
 MAX_DET = 20  # inference.detect's default: the bot never looks at more faces than this
 PLOTS = ("confusion_matrix.png", "confusion_matrix_normalized.png", "BoxPR_curve.png", "BoxF1_curve.png")
-
-Box = tuple[float, float, float, float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,11 +60,7 @@ class Sample:
     def dominant(self) -> str | None:
         if not self.faces:
             return None
-        return max(self.faces, key=lambda f: _area(f[1]))[0]
-
-
-def _area(box: Box) -> float:
-    return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
+        return max(self.faces, key=lambda f: box_area(f[1]))[0]
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -197,7 +192,7 @@ def dominant_label(item: Any, boxes: Sequence[Any], classifier: Any, conf: float
     kept = [b for b in boxes if b.confidence >= conf]
     if not kept:
         return None
-    largest = max(kept, key=lambda b: _area(b.box))
+    largest = max(kept, key=lambda b: box_area(b.box))
     if classifier is None:
         return str(largest.label)
     return str(classifier.classify([classifier.crop(item.image, largest.box)])[0][0])

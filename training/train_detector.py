@@ -6,6 +6,9 @@ Examples::
     python -m training.train_detector --base yolov10n.yaml --imgsz 320 --time 1.4 --threads 1
     # COCO-pretrained start on a GPU machine with internet, on the converted AI-Hub set
     python -m training.train_detector --base yolov10n.pt --data data/aihub/data.yaml --device 0
+    # train a finished run further: start from its best.pt at a low learning rate, no warm-up
+    python -m training.train_detector --base runs/detect/emotion/weights/best.pt --name emotion2 \
+        --optimizer AdamW --lr0 0.0004 --lrf 0.1 --warmup-epochs 0 --time 1.8
     # a run stopped half-way (killed, out of time): go on where it stopped
     python -m training.train_detector --resume runs/detect/emotion
     # ship the best checkpoint of a finished or stopped run
@@ -58,6 +61,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--nbs", type=int, default=64, help="nominal batch: optimizer steps every nbs images")
     parser.add_argument("--device", default="", help="'' (auto), cpu, 0, 0,1 ...")
     parser.add_argument("--patience", type=int, default=PATIENCE)
+    parser.add_argument("--optimizer", default="auto", help="auto, SGD, AdamW, ... (auto picks its own lr)")
+    parser.add_argument("--lr0", type=float, default=0.01, help="initial learning rate (ignored by auto)")
+    parser.add_argument("--lrf", type=float, default=0.01, help="final learning rate as a fraction of lr0")
+    # Warm-up restarts a trained model at a low lr and, with an explicit optimizer, its biases at lr 0.1.
+    parser.add_argument("--warmup-epochs", type=float, default=3.0, help="0 from trained weights")
+    parser.add_argument("--close-mosaic", type=int, default=10, help="last epochs trained without mosaic")
     parser.add_argument(
         "--workers", type=int, default=2, help="dataloader worker processes (0: main process)"
     )
@@ -127,6 +136,11 @@ def train(args: argparse.Namespace, callbacks: Mapping[str, Callable[[Any], None
             nbs=args.nbs,
             device=args.device or None,
             patience=args.patience,
+            optimizer=args.optimizer,
+            lr0=args.lr0,
+            lrf=args.lrf,
+            warmup_epochs=args.warmup_epochs,
+            close_mosaic=args.close_mosaic,
             workers=args.workers,
             cache=False if args.cache == "none" else args.cache,
             fraction=args.fraction,
@@ -145,7 +159,10 @@ def _training_summary(run: Path) -> dict[str, Any]:
     train_args = yaml.safe_load((run / "args.yaml").read_text(encoding="utf-8"))
     summary: dict[str, Any] = {
         key: train_args.get(key)
-        for key in ("model", "data", "imgsz", "epochs", "time", "batch", "patience", "optimizer", "seed")
+        for key in (
+            *("model", "data", "imgsz", "epochs", "time", "batch", "patience"),
+            *("optimizer", "lr0", "lrf", "warmup_epochs", "close_mosaic", "seed"),
+        )
     }
     results = run / "results.csv"
     if results.exists():
@@ -200,7 +217,8 @@ def ship(run: Path, out: Path, conf: float, classifier: Path | None = None) -> P
         "licences": LICENCES,
     }
     if classifier is not None:
-        shutil.copyfile(classifier, out / classifier.name)
+        if not (out / classifier.name).exists() or not (out / classifier.name).samefile(classifier):
+            shutil.copyfile(classifier, out / classifier.name)
         metadata["classifier"] = classifier.name
     meta_path = out / "metadata.json"
     meta_path.write_text(json.dumps(metadata, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
