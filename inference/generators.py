@@ -196,20 +196,25 @@ class SlotCoverage(LogitsProcessor):
         self.eos_id, self.end_penalty = eos_id, end_penalty
         self.counts = torch.tensor(slots_per_prompt)
         self.start: int | None = None
+        self.wanted = torch.empty(0, dtype=torch.bool)  # rows × slots; set at the first step
+
+    def _first_step(self, input_ids: torch.LongTensor) -> None:
+        """Where the generated part starts, and which slots each row's prompt has (fixed per call)."""
+        self.start = input_ids.shape[1]
+        self.slot_ids = self.slot_ids.to(input_ids.device)
+        per_row = self.counts.to(input_ids.device).repeat_interleave(input_ids.shape[0] // len(self.counts))
+        self.wanted = torch.arange(len(self.slot_ids), device=input_ids.device)[None, :] < per_row[:, None]
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if self.start is None:
-            self.start = input_ids.shape[1]
-        slot_ids = self.slot_ids.to(input_ids.device)
+            self._first_step(input_ids)
         written = input_ids[:, self.start :]
-        present = (written[:, :, None] == slot_ids[None, None, :]).any(dim=1)  # rows × slots
-        per_row = self.counts.to(input_ids.device).repeat_interleave(input_ids.shape[0] // len(self.counts))
-        wanted = torch.arange(len(slot_ids), device=input_ids.device)[None, :] < per_row[:, None]
-        used = present & wanted
-        incomplete = used.sum(dim=1) < wanted.sum(dim=1)
-        barred = (used & incomplete[:, None]) | ~wanted  # a slot this prompt lacks can't be filled
-        slot_scores = scores[:, slot_ids].masked_fill(barred, -math.inf)
-        scores[:, slot_ids] = slot_scores
+        present = (written[:, :, None] == self.slot_ids[None, None, :]).any(dim=1)  # rows × slots
+        used = present & self.wanted
+        incomplete = used.sum(dim=1) < self.wanted.sum(dim=1)
+        barred = (used & incomplete[:, None]) | ~self.wanted  # a slot this prompt lacks can't be filled
+        slot_scores = scores[:, self.slot_ids].masked_fill(barred, -math.inf)
+        scores[:, self.slot_ids] = slot_scores
         if self.eos_id is not None and self.end_penalty > 0:
             scores[incomplete, self.eos_id] -= self.end_penalty
         return scores

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-_HANGUL_FIRST, _HANGUL_LAST = 0xAC00, 0xD7A3
+HANGUL_FIRST, HANGUL_LAST = 0xAC00, 0xD7A3  # 가 … 힣: the precomposed syllables
 _RIEUL_JONGSEONG = 8  # index of ㄹ among the 28 final-consonant slots
 
 # (form after a consonant, form after a vowel); longest first so 이에요 wins over 이.
@@ -58,9 +58,9 @@ def final_consonant(word: str) -> int:
     """Index of the last syllable's final consonant (0: none, 8: ㄹ); 0 for non-Hangul endings."""
     last = word.rstrip()[-1:] if word.strip() else ""
     code = ord(last) if last else 0
-    if not _HANGUL_FIRST <= code <= _HANGUL_LAST:
+    if not HANGUL_FIRST <= code <= HANGUL_LAST:
         return 0
-    return (code - _HANGUL_FIRST) % 28
+    return (code - HANGUL_FIRST) % 28
 
 
 def attach_particle(word: str, particle: str) -> str:

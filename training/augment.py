@@ -12,12 +12,10 @@ import logging
 import random
 from collections.abc import Sequence
 
-from inference.josa import mentions_word, replace_word
+from inference.josa import HANGUL_FIRST, HANGUL_LAST, mentions_word, replace_word
 from training.data import KEYWORD_SEPARATOR, Pair
 
 logger = logging.getLogger(__name__)
-
-_HANGUL_FIRST, _HANGUL_LAST = 0xAC00, 0xD7A3
 
 
 def swap_object_keywords(
@@ -55,7 +53,7 @@ def swap_object_keywords(
 def common_syllables() -> list[str]:
     """The 2,350 Hangul syllables of KS X 1001 (those EUC-KR can encode): the everyday ones."""
     syllables = []
-    for code in range(_HANGUL_FIRST, _HANGUL_LAST + 1):
+    for code in range(HANGUL_FIRST, HANGUL_LAST + 1):
         char = chr(code)
         # Python's EUC-KR codec spells the other 8,822 syllables as 8-byte make-up sequences.
         if len(char.encode("euc-kr")) == 2:

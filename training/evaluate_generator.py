@@ -30,7 +30,7 @@ from inference.runtime import resolve_device
 from inference.settings import DEFAULT_WEIGHTS_DIR
 from training.augment import unseen_keyword_pairs
 from training.data import Pair, iter_pair_rows, object_keywords
-from training.metrics import RESEARCH_SCORES, has_emoji, is_garbled, keyword_coverage, score_predictions
+from training.metrics import RESEARCH_SCORES, count_garbled, has_emoji, keyword_coverage, score_predictions
 
 logger = logging.getLogger(__name__)
 
@@ -135,9 +135,7 @@ def sampled_check(generator: CommentGenerator, keywords: Sequence[str], runs: in
     prompts = generator.prompts(inputs)
     coverage, _ = keyword_coverage(inputs, outputs)
     return {
-        "sampled_garbled": float(
-            sum(is_garbled(o, k, p) for o, k, p in zip(outputs, inputs, prompts, strict=True))
-        ),
+        "sampled_garbled": float(count_garbled(outputs, inputs, prompts)),
         "sampled_emoji_share": statistics.fmean(has_emoji(o) for o in outputs),
         "sampled_keyword_coverage": coverage,
         "sampled_differs_on_rerun": statistics.fmean(a != b for a, b in zip(outputs, repeat, strict=True)),
@@ -203,19 +201,13 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     if holdout:
         pairs = [Pair(k, c) for k, c in zip(keywords, references, strict=True) if object_keywords(k)]
         unseen_rows = unseen_keyword_pairs(pairs, holdout, seed=args.seed)
-        unseen_predictions = generate_all(generator, [p.keywords for p in unseen_rows], args.batch_size)
-        coverage, counted = keyword_coverage([p.keywords for p in unseen_rows], unseen_predictions)
+        unseen_keywords = [p.keywords for p in unseen_rows]
+        unseen_predictions = generate_all(generator, unseen_keywords, args.batch_size)
+        coverage, counted = keyword_coverage(unseen_keywords, unseen_predictions)
         metrics["keyword_coverage_unseen"] = coverage
         metrics["keyword_inputs_unseen"] = float(counted)
-        unseen_keywords = [p.keywords for p in unseen_rows]
-        metrics["garbled_unseen"] = float(
-            sum(
-                is_garbled(o, k, prompt)
-                for o, k, prompt in zip(
-                    unseen_predictions, unseen_keywords, generator.prompts(unseen_keywords), strict=True
-                )
-            )
-        )
+        unseen_prompts = generator.prompts(unseen_keywords)
+        metrics["garbled_unseen"] = float(count_garbled(unseen_predictions, unseen_keywords, unseen_prompts))
 
     metrics.update(measure_latency(generator, keywords, args.latency_runs))
     metrics.update(measure_latency(generator, keywords, args.latency_runs, sample=True))

@@ -113,6 +113,11 @@ def is_garbled(prediction: str, keywords: str, prompt: str) -> bool:
     return bool(template) and prompt.strip() in prediction
 
 
+def count_garbled(predictions: Sequence[str], keywords: Sequence[str], prompts: Sequence[str]) -> int:
+    """How many predictions are garbled (``is_garbled``), each against its own keywords and prompt."""
+    return sum(is_garbled(p, k, t) for p, k, t in zip(predictions, keywords, prompts, strict=True))
+
+
 def keyword_coverage(keywords: Sequence[str], predictions: Sequence[str]) -> tuple[float, int]:
     """Share of predictions that mention every object keyword of their input, over inputs that have
     at least one object keyword; also returns how many inputs counted."""
@@ -129,7 +134,7 @@ def score_predictions(
 ) -> dict[str, float]:
     """All text scores for one prediction set (latency is measured separately)."""
     coverage, counted = keyword_coverage(keywords, predictions)
-    garbled = sum(is_garbled(p, k, t) for p, k, t in zip(predictions, keywords, prompts, strict=True))
+    garbled = count_garbled(predictions, keywords, prompts)
     return {
         **bleu_scores(references, predictions),
         "meteor": meteor(references, predictions),

@@ -182,7 +182,7 @@ def _training_summary(run: Path) -> dict[str, Any]:
 
 
 def _run_of_checkpoint(model: str) -> Path | None:
-    """The ultralytics run folder of ``RUN/weights/last.pt`` (when it still exists), else ``None``."""
+    """The ultralytics run folder of ``RUN/weights/<last|best>.pt`` (when it still exists), else ``None``."""
     path = Path(model)
     if path.suffix != ".pt" or path.parent.name != "weights":
         return None
@@ -217,8 +217,9 @@ def ship(run: Path, out: Path, conf: float, classifier: Path | None = None) -> P
         "licences": LICENCES,
     }
     if classifier is not None:
-        if not (out / classifier.name).exists() or not (out / classifier.name).samefile(classifier):
-            shutil.copyfile(classifier, out / classifier.name)
+        copy = out / classifier.name
+        if not (copy.exists() and copy.samefile(classifier)):  # re-shipping the folder's own copy
+            shutil.copyfile(classifier, copy)
         metadata["classifier"] = classifier.name
     meta_path = out / "metadata.json"
     meta_path.write_text(json.dumps(metadata, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")

@@ -256,13 +256,17 @@ def _spread_new_embeddings(model: PreTrainedModel, old_size: int) -> None:
     """
     embeddings: Any = model.get_input_embeddings()
     weight = embeddings.weight
-    trained = weight[:old_size]
     seeded = torch.Generator().manual_seed(0)
     noise = torch.randn(weight.shape[0] - old_size, weight.shape[1], generator=seeded)
-    weight[old_size:] = trained.mean(0) + trained.std(0) * noise
+
+    def draw_new_rows(matrix: torch.Tensor) -> None:
+        trained = matrix[:old_size]
+        matrix[old_size:] = trained.mean(0) + trained.std(0) * noise
+
+    draw_new_rows(weight)
     output: Any = model.get_output_embeddings()
     if output is not None and output.weight.data_ptr() != weight.data_ptr():  # untied head
-        output.weight[old_size:] = output.weight[:old_size].mean(0) + output.weight[:old_size].std(0) * noise
+        draw_new_rows(output.weight)
 
 
 def count_parameters(model: nn.Module) -> int:
