@@ -1,9 +1,14 @@
-"""Face-emotion and (optional) object detection with ultralytics YOLO models.
+"""Face-emotion and object detection with ultralytics YOLO models.
 
 Both detectors take a batch of ``DecodedImage`` and return typed results with boxes in the
 original upload's pixels. The emotion detector reads ``metadata.json`` beside its weights for
 ``imgsz``/``conf`` (settings override them) and, when it names a ``classifier``, relabels each
 face box with the second-stage ``inference.face_classifier.FaceEmotionClassifier``.
+
+The shipped everyday detector is one joint model: its emotion classes are faces and every other
+class is an object, so a single pass gives both (``EmotionDetector.detect_all``); faces and objects
+keep their own confidence thresholds (``conf`` and ``object_conf`` in the metadata). A separate
+``ObjectDetector`` (``OBJECT_WEIGHTS``, e.g. an OIV7 model) replaces the joint model's objects.
 
 Call ``inference.runtime.prepare_offline_ultralytics()`` before importing this module.
 """
@@ -24,7 +29,7 @@ from ultralytics import YOLO
 from ultralytics.utils import patches as ultralytics_patches
 
 from inference.images import DecodedImage
-from inference.labels import emotion_keyword, object_keyword
+from inference.labels import emotion_keyword, is_known_emotion, object_keyword
 from inference.results import Box, DetectedObject, Face, box_area
 from inference.settings import Settings
 
@@ -39,6 +44,7 @@ ultralytics_patches._pil_plugins_registered = True
 METADATA_FILENAME = "metadata.json"
 DEFAULT_EMOTION_IMGSZ = 640
 DEFAULT_EMOTION_CONF = 0.25
+DEFAULT_OBJECT_CONF = 0.35
 DEFAULT_MAX_DET = 20  # more faces than this in one photo add nothing to a 4-keyword comment
 _CROP_MARGIN = 0.1  # the classifier sees a little context around the face, like its training crops
 
@@ -190,9 +196,19 @@ def one_box_per_face(boxes: list[RawBox], iou: float = FACE_DUPLICATE_IOU) -> li
 class EmotionDetector:
     """Faces with their emotion; ``detect`` returns one ``list[Face]`` per image."""
 
-    def __init__(self, runner: YoloRunner, classifier: FaceClassifier | None = None) -> None:
+    def __init__(
+        self,
+        runner: YoloRunner,
+        classifier: FaceClassifier | None = None,
+        object_conf: float | None = None,
+    ) -> None:
         self.runner = runner
         self.classifier = classifier
+        # Faces keep the runner's conf; objects of a joint model theirs (None: the runner's too).
+        self.face_conf = runner.conf
+        has_objects = bool(self.object_names)
+        self.object_conf = object_conf if object_conf is not None and has_objects else runner.conf
+        runner.conf = min(self.face_conf, self.object_conf)
 
     @classmethod
     def from_settings(cls, settings: Settings, device: str) -> EmotionDetector:
@@ -206,28 +222,39 @@ class EmotionDetector:
             max_det=int(metadata.get("max_det", DEFAULT_MAX_DET)),
         )
         classifier = _load_classifier(weights, metadata.get("classifier"), device)
-        return cls(runner, classifier)
+        object_conf = _first_not_none(settings.object_conf, metadata.get("object_conf"), DEFAULT_OBJECT_CONF)
+        return cls(runner, classifier, object_conf)
 
     @property
     def names(self) -> list[str]:
         return list(self.runner.names.values())
 
+    @property
+    def object_names(self) -> list[str]:
+        """Classes that are not emotions: a joint everyday model's objects (empty for a faces-only model)."""
+        return [name for name in self.names if not is_known_emotion(name)]
+
     def detect(self, images: Sequence[DecodedImage]) -> list[list[Face]]:
-        raw = [one_box_per_face(boxes) for boxes in self.runner.predict([item.image for item in images])]
-        if self.classifier is not None:
-            raw = [self._relabel(item.image, boxes) for item, boxes in zip(images, raw, strict=True)]
-        return [
-            [
-                Face(
-                    label=box.label,
-                    keyword=emotion_keyword(box.label),
-                    confidence=box.confidence,
-                    box=item.to_original(box.box),
-                )
-                for box in boxes
-            ]
-            for item, boxes in zip(images, raw, strict=True)
+        return [faces for faces, _ in self.detect_all(images)]
+
+    def detect_all(self, images: Sequence[DecodedImage]) -> list[tuple[list[Face], list[DetectedObject]]]:
+        """Faces and (for a joint model) objects of each image, from one pass of the model."""
+        predicted = self.runner.predict([item.image for item in images])
+        faces_raw = [
+            one_box_per_face(
+                [b for b in boxes if is_known_emotion(b.label) and b.confidence >= self.face_conf]
+            )
+            for boxes in predicted
         ]
+        if self.classifier is not None:
+            faces_raw = [
+                self._relabel(item.image, boxes) for item, boxes in zip(images, faces_raw, strict=True)
+            ]
+        results = []
+        for item, faces, boxes in zip(images, faces_raw, predicted, strict=True):
+            things = [b for b in boxes if not is_known_emotion(b.label) and b.confidence >= self.object_conf]
+            results.append((_faces(item, faces), _objects(item, things)))
+        return results
 
     def _relabel(self, image: Image.Image, boxes: list[RawBox]) -> list[RawBox]:
         """Second stage: the classifier's emotion replaces the detector's for each face crop."""
@@ -262,25 +289,38 @@ class ObjectDetector:
                 weights,
                 device,
                 imgsz=settings.object_imgsz,
-                conf=settings.object_conf,
+                conf=_first_not_none(settings.object_conf, DEFAULT_OBJECT_CONF),
                 max_det=DEFAULT_MAX_DET,
             )
         )
 
     def detect(self, images: Sequence[DecodedImage]) -> list[list[DetectedObject]]:
         raw = self.runner.predict([item.image for item in images])
-        return [
-            [
-                DetectedObject(
-                    label=box.label,
-                    keyword=object_keyword(box.label),
-                    confidence=box.confidence,
-                    box=item.to_original(box.box),
-                )
-                for box in boxes
-            ]
-            for item, boxes in zip(images, raw, strict=True)
-        ]
+        return [_objects(item, boxes) for item, boxes in zip(images, raw, strict=True)]
+
+
+def _faces(item: DecodedImage, boxes: Sequence[RawBox]) -> list[Face]:
+    return [
+        Face(
+            label=box.label,
+            keyword=emotion_keyword(box.label),
+            confidence=box.confidence,
+            box=item.to_original(box.box),
+        )
+        for box in boxes
+    ]
+
+
+def _objects(item: DecodedImage, boxes: Sequence[RawBox]) -> list[DetectedObject]:
+    return [
+        DetectedObject(
+            label=box.label,
+            keyword=object_keyword(box.label),
+            confidence=box.confidence,
+            box=item.to_original(box.box),
+        )
+        for box in boxes
+    ]
 
 
 def _load_classifier(weights: str, filename: object, device: str) -> FaceClassifier | None:

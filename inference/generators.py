@@ -33,9 +33,7 @@ from transformers import (
 from transformers.utils import logging as transformers_logging
 
 from inference.errors import UnknownGeneratorError
-from inference.josa import attach_particle
 from inference.keywords import format_keywords, parse_keywords
-from inference.labels import ANGER, EMOTION_KEYWORDS, FEAR, JOY, SADNESS
 from inference.registry import GenerationConfig, GeneratorEntry, GeneratorMeta, discover_generators
 from inference.slots import (
     SLOT_TOKENS,
@@ -45,6 +43,7 @@ from inference.slots import (
     missing_slots,
     slot_keywords,
 )
+from inference.templates import template_comment
 
 logger = logging.getLogger(__name__)
 transformers_logging.disable_progress_bar()  # "Loading weights" bars would flood the worker's log
@@ -323,30 +322,6 @@ def _is_echo(text: str, keywords: Sequence[str], prompt: str) -> bool:
     for keyword in sorted(keywords, key=len, reverse=True):
         remainder = remainder.replace(keyword, " ")
     return not _HANGUL.search(remainder)
-
-
-_OPENERS: dict[str | None, tuple[str, ...]] = {
-    JOY: ("표정이 정말 환해서 보는 저까지 기분이 좋아져요! 😊", "웃는 모습이 너무 보기 좋아요! 😄"),
-    SADNESS: ("조금 울적해 보여도 괜찮아요, 오늘도 충분히 잘하고 있어요 🤗", "토닥토닥, 힘내세요! 💙"),
-    FEAR: ("깜짝 놀란 표정이 너무 생생해요! 😲", "무슨 일이 있었던 거예요? 놀란 모습도 귀여워요 😳"),
-    ANGER: ("단단히 화난 표정마저 멋있네요! 😤", "화가 나도 멋진 건 숨길 수 없네요 🔥"),
-    None: ("사진 정말 멋져요! ✨", "분위기 있는 사진이네요! 📸"),
-}
-_CLOSERS = ("오늘도 좋은 하루 보내세요! 🍀", "사진 올려 주셔서 고마워요! 💕")
-
-
-def template_comment(keywords: Sequence[str], rng: random.Random | None = None) -> str:
-    """A short warm comment built from the keywords, e.g. ``웃는 모습이 … 안경이 정말 멋져요! 👍``."""
-    pick = rng.choice if rng is not None else (lambda options: options[0])
-    emotions = [k for k in keywords if k in EMOTION_KEYWORDS]
-    things = [k for k in keywords if k not in EMOTION_KEYWORDS]
-    parts = [pick(_OPENERS[emotions[0] if emotions else None])]
-    if things:
-        parts.append(f"{attach_particle(things[0], '이')} 정말 멋져요! 👍")
-    if len(things) > 1:
-        parts.append(f"{things[1]}도 눈에 띄네요 ✨")
-    parts.append(pick(_CLOSERS))
-    return " ".join(parts)
 
 
 # --- the set of loaded generators ------------------------------------------------------------------

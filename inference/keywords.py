@@ -2,29 +2,33 @@
 
 Emotions come first (the comment data always starts with the emotion), strongest face first,
 then objects by confidence; duplicates and generic labels are dropped and the list is capped.
+The list may be empty: an emotion keyword is only ever written for a face that was seen, and a
+photo with neither face emotion nor object gets an honest comment about the photo itself
+(``inference.templates``), never an invented mood.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from inference.labels import EXCLUDED_OBJECT_KEYWORDS
+from inference.labels import EMOTION_KEYWORDS, EXCLUDED_OBJECT_KEYWORDS
 from inference.results import DetectedObject, Face
 
 KEYWORD_SEPARATOR = ", "
-# No face and no usable object: "기쁨" alone is the most frequent keyword set in the comment data
-# (518 of 5,394 pairs) and gives a warm, generic compliment.
-FALLBACK_KEYWORDS: tuple[str, ...] = ("기쁨",)
 
 
 def build_keywords(faces: Sequence[Face], objects: Sequence[DetectedObject], max_keywords: int) -> list[str]:
-    """Ordered, deduplicated Korean keywords; never empty (falls back to ``FALLBACK_KEYWORDS``)."""
+    """Ordered, deduplicated Korean keywords; empty when nothing usable was detected."""
     strongest_faces = sorted(faces, key=lambda face: (face.confidence, face.area), reverse=True)
     surest_objects = sorted(objects, key=lambda obj: obj.confidence, reverse=True)
     emotions = (face.keyword for face in strongest_faces)
     things = (obj.keyword for obj in surest_objects if obj.keyword not in EXCLUDED_OBJECT_KEYWORDS)
-    keywords = _unique([*emotions, *things])[:max_keywords]
-    return keywords or list(FALLBACK_KEYWORDS)[:max_keywords]
+    return _unique([*emotions, *things])[:max_keywords]
+
+
+def has_emotion(keywords: Iterable[str]) -> bool:
+    """True when a seen face gave the keywords an emotion: the generators' comment data always has one."""
+    return any(keyword in EMOTION_KEYWORDS for keyword in keywords)
 
 
 def format_keywords(keywords: Iterable[str]) -> str:

@@ -5,7 +5,8 @@ Emotion names are matched case-insensitively in English or Korean, so a 4-class 
 label sets (``angry``, ``surprise``, ``fear`` …) all work without code changes.
 
 Object names are looked up in the shipped maps ``inference/data/oiv7_ko.json`` (601 Open Images V7
-classes) and ``coco_ko.json`` (80 COCO classes), keyed by the English name ultralytics uses.
+classes) and ``coco_ko.json`` (80 COCO classes) and ``voc_ko.json`` (the 20 PASCAL VOC classes of the shipped
+everyday detector), keyed by the English name ultralytics uses.
 The OIV7 map follows the research project's names (the comment training data uses them) with
 wrong or awkward machine translations fixed by hand (``박쥐 (동물)`` → ``박쥐``, ``하프 조개`` →
 ``물범`` for Harbor seal, ``탭`` → ``수도꼭지`` for Tap, ``터키`` → ``칠면조`` …).
@@ -21,6 +22,9 @@ from functools import cache
 from importlib import resources
 
 logger = logging.getLogger(__name__)
+
+# Class order of the shipped face-emotion detectors (ids 0-4 of the joint everyday model too).
+EMOTION_CLASSES: tuple[str, ...] = ("anger", "sad", "panic", "happy", "neutral")
 
 # The four emotion keywords the comment data uses; neutral faces get no keyword.
 ANGER, SADNESS, FEAR, JOY = "분노", "슬픔", "공포", "기쁨"
@@ -101,7 +105,7 @@ def is_known_emotion(label: str) -> bool:
 def object_label_map() -> dict[str, str]:
     """English class name → Korean name, COCO and Open Images V7 merged (shipped data)."""
     merged: dict[str, str] = {}
-    for filename in ("coco_ko.json", "oiv7_ko.json"):
+    for filename in ("coco_ko.json", "oiv7_ko.json", "voc_ko.json"):
         merged.update(_load_map(filename))
     return merged
 

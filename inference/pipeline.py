@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import random
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -20,10 +21,11 @@ from PIL import Image
 
 from inference.errors import CommentBotError, InferenceFailedError
 from inference.images import DecodedImage, decode_image
-from inference.keywords import build_keywords
+from inference.keywords import build_keywords, has_emotion
 from inference.results import CommentResult, DetectedObject, Face
 from inference.runtime import prepare_offline_ultralytics, resolve_device, set_torch_threads
 from inference.settings import Settings
+from inference.templates import honest_comment
 
 if TYPE_CHECKING:
     from inference.detect import EmotionDetector, ObjectDetector
@@ -69,6 +71,7 @@ class Pipeline:
         self.emotion = emotion
         self.objects = objects
         self.generators = generators
+        self.rng = random.Random()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Pipeline:
@@ -165,8 +168,12 @@ class Pipeline:
         return items
 
     def _detect_emotions(self, items: list[_Item]) -> None:
-        for item, faces in zip(items, self.emotion.detect([i.decoded for i in items]), strict=True):
+        """Faces, and the joint model's objects unless a separate object model replaces them."""
+        detected = self.emotion.detect_all([i.decoded for i in items])
+        for item, (faces, objects) in zip(items, detected, strict=True):
             item.faces = faces
+            if self.objects is None:
+                item.objects = objects
 
     def _detect_objects(self, items: list[_Item]) -> None:
         assert self.objects is not None
@@ -174,11 +181,18 @@ class Pipeline:
             item.objects = objects
 
     def _generate(self, items: list[_Item], slots: list[ItemResult | None]) -> None:
-        """One batched ``generate`` per (generator, sampling mode)."""
+        """One batched ``generate`` per (generator, sampling mode) for photos with a face emotion;
+        an honest template for the others (the generators only ever learned comments that start
+        from an emotion, so without one they invent a mood; ``training.evaluate_honesty``)."""
         groups: dict[tuple[str, bool], list[_Item]] = defaultdict(list)
         for item in items:
             item.timings_ms.setdefault("objects", 0.0)
-            groups[(item.generator, item.sample)].append(item)
+            if has_emotion(item.keywords):
+                groups[(item.generator, item.sample)].append(item)
+                continue
+            comment = honest_comment(item.keywords, bool(item.faces), self.rng if item.sample else None)
+            item.timings_ms["generate"] = 0.0
+            slots[item.index] = _result(item, comment, fallback=True)
         for (name, sample), group in groups.items():
 
             def run(group: list[_Item], name: str = name, sample: bool = sample) -> None:

@@ -42,7 +42,8 @@ class CommentResult:
     generator: str
     timings_ms: dict[str, float] = field(default_factory=dict)
     image_size: tuple[int, int] = (0, 0)  # width, height after EXIF rotation
-    fallback: bool = False  # True when the post-check failed twice and a template was used
+    # True when a template wrote the comment: no face emotion to write from, or the post-check failed twice
+    fallback: bool = False
 
     def to_json_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     emotion_conf: float | None = Field(default=None, ge=0.0, le=1.0)  # None: the weights' metadata
     emotion_imgsz: int | None = Field(default=None, ge=32, le=2048)  # None: the weights' metadata
     object_weights: str | None = None  # e.g. yolov8x-oiv7.pt; None/empty disables object detection
-    object_conf: float = Field(default=0.35, ge=0.0, le=1.0)
+    object_conf: float | None = Field(default=None, ge=0.0, le=1.0)  # None: metadata, else 0.35
     object_imgsz: int = Field(default=640, ge=32, le=2048)
     max_keywords: int = Field(default=4, ge=1, le=10)
     default_generator: str = "t5"

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from inference import labels
-from inference.keywords import FALLBACK_KEYWORDS, build_keywords, format_keywords, parse_keywords
+from inference.keywords import build_keywords, format_keywords, has_emotion, parse_keywords
 from inference.results import DetectedObject, Face
 from tests.conftest import ultralytics_asset
 
@@ -169,20 +169,22 @@ def test_equal_confidence_faces_prefer_the_larger_one() -> None:
     assert build_keywords(faces, [], max_keywords=4) == ["기쁨", "슬픔"]
 
 
-def test_nothing_detected_falls_back_to_a_warm_keyword() -> None:
-    assert build_keywords([], [], max_keywords=4) == list(FALLBACK_KEYWORDS)
+def test_no_face_emotion_means_no_emotion_keyword() -> None:
+    assert build_keywords([], [], max_keywords=4) == []
     only_generic = [thing("Man", 0.9), thing("Clothing", 0.8)]
-    assert build_keywords([face("neutral", 0.9)], only_generic, max_keywords=4) == ["기쁨"]
+    assert build_keywords([face("neutral", 0.9)], only_generic, max_keywords=4) == []
+    objects_only = build_keywords([], [thing("Tree", 0.9), thing("Car", 0.8)], max_keywords=4)
+    assert objects_only == ["나무", "차"]
+    assert not has_emotion(objects_only)
+    assert has_emotion(build_keywords([face("happy", 0.5)], [], max_keywords=4))
 
 
-def test_fallback_keyword_is_the_most_common_set_in_the_data() -> None:
-    if not PAIRS.is_file():
-        pytest.skip("shared data not present")
-    counts: dict[str, int] = {}
-    for line in PAIRS.read_text(encoding="utf-8").splitlines():
-        key = json.loads(line)["keywords"]
-        counts[key] = counts.get(key, 0) + 1
-    assert max(counts, key=lambda k: counts[k]) == format_keywords(FALLBACK_KEYWORDS)
+def test_voc_classes_have_research_keywords() -> None:
+    voc = ["chair", "car", "bicycle", "cat", "dog", "pottedplant", "sofa", "bus", "bottle", "diningtable"]
+    assert [labels.object_keyword(name) for name in voc] == [
+        *("의자", "차", "자전거", "고양이", "개", "화분", "소파", "버스", "병", "테이블"),
+    ]
+    assert labels.object_keyword("person") is None  # a person never becomes a keyword
 
 
 def test_parse_keywords_inverts_format() -> None:

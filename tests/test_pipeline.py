@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from inference.detect import resolve_weights
+from inference.detect import EmotionDetector, RawBox, resolve_weights
 from inference.errors import (
     EmptyImageError,
     InferenceFailedError,
@@ -24,6 +24,7 @@ from inference.labels import object_keyword
 from inference.pipeline import Pipeline, PipelineRequest
 from inference.results import CommentResult
 from inference.settings import DEFAULT_WEIGHTS_DIR
+from inference.templates import claims_mood
 from tests.conftest import make_settings
 from tests.fixtures import images as corpus
 from tests.fixtures.tiny_models import make_tiny_detector
@@ -209,8 +210,10 @@ def test_settings_override_detector_metadata(tiny_weights_dir: Path, bus_jpg: Pa
     assert loaded.emotion.runner.imgsz == 256
     result = run_one(loaded, bus_jpg.read_bytes())
     assert result.faces == []  # nothing in a random model reaches 99 %
-    assert result.keywords == ["기쁨"]  # the fallback keyword set still gives a comment
+    assert result.keywords == []  # no face, no object: no keyword is invented
     assert has_hangul(result.comment)
+    assert not claims_mood(result.comment)  # an honest comment about the photo itself
+    assert result.fallback  # written by a template, not the generator
 
 
 def test_second_stage_classifier_relabels_faces(
@@ -319,3 +322,49 @@ def test_a_face_box_inside_its_head_box_is_reported_once() -> None:
     ]
     kept = one_box_per_face(boxes)
     assert [b.box for b in kept] == [head, (150.0, 200.0, 260.0, 330.0)]
+
+
+def test_joint_everyday_model_is_loaded_as_faces_and_objects(
+    tiny_weights_dir: Path, tmp_path: Path, zidane_jpg: Path
+) -> None:
+    """The shipped everyday detector is one model: emotion classes are faces, the rest objects."""
+    weights = tmp_path / "weights"
+    names = ["anger", "sad", "panic", "happy", "neutral", "car", "dog", "person"]
+    make_tiny_detector(weights / "emotion" / "model.pt", names)
+    shutil.copytree(tiny_weights_dir / "generators", weights / "generators")
+    loaded = Pipeline.from_settings(make_settings(weights, emotion_conf=0.0, object_conf=0.0))
+    assert loaded.objects is None  # no separate object model: the joint model's objects are used
+    assert loaded.emotion.object_names == ["car", "dog", "person"]
+    result = run_one(loaded, zidane_jpg.read_bytes())
+    assert {face.label for face in result.faces} <= set(names[:5])
+    assert {obj.label for obj in result.objects} <= {"car", "dog", "person"}
+    assert_inside(result)
+
+
+class StubRunner:
+    """A ``YoloRunner`` stand-in with fixed boxes: the split into faces and objects, deterministically."""
+
+    def __init__(self, boxes: list[RawBox], conf: float = 0.3) -> None:
+        self.boxes = boxes
+        self.conf = conf
+        self.names = dict(enumerate(["anger", "sad", "panic", "happy", "neutral", "car", "dog", "person"]))
+
+    def predict(self, images: list[Image.Image]) -> list[list[RawBox]]:
+        return [list(self.boxes) for _ in images]
+
+
+def test_joint_model_splits_faces_and_objects_with_their_own_thresholds() -> None:
+    boxes = [
+        RawBox("happy", 0.9, (10, 10, 60, 60)),
+        RawBox("sad", 0.2, (100, 10, 150, 60)),  # below the face threshold
+        RawBox("car", 0.5, (0, 100, 200, 200)),
+        RawBox("dog", 0.35, (50, 120, 90, 190)),  # below the object threshold
+        RawBox("person", 0.9, (0, 0, 300, 200)),
+    ]
+    detector = EmotionDetector(StubRunner(boxes), None, object_conf=0.4)  # type: ignore[arg-type]
+    assert detector.runner.conf == 0.3  # predict at the lower of the two thresholds
+    item = decode_image(corpus.encode(corpus.pattern((320, 240)), "JPEG"))
+    ((faces, objects),) = detector.detect_all([item])
+    assert [face.label for face in faces] == ["happy"]
+    assert [obj.label for obj in objects] == ["car", "person"]
+    assert build_keywords(faces, objects, max_keywords=4) == ["기쁨", "차"]  # person: never a keyword

@@ -16,7 +16,18 @@ Reports (``metrics.json`` under ``--out``, and with ``--update-metadata`` into `
   detected counts as wrong;
 - the same accuracy over a grid of confidence thresholds (``--conf-grid``), and the suggested
   threshold: the highest one within one point of the best accuracy (fewer false faces at no cost);
-- detector latency per photo (p50/p95 ms, batch 1, ``--threads`` CPU threads).
+- detector latency per photo (p50/p95 ms, batch 1, ``--threads`` CPU threads);
+- with ``--everyday data/everyday`` (built by ``training.label_everyday``): everyday photos through
+  the bot's whole pipeline — face recall and false faces against the teacher, boxes over 40% of a
+  photo, object keyword precision/recall against the VOC labels, emotion keywords and mood claims on
+  photos without a face, threshold sweeps and a contact sheet (``everyday.json``,
+  ``contact_sheet.png``; see ``training.everyday_eval``). ``--set-conf`` then also stores the face
+  threshold with ≤ 3 false faces per 100 photos and the object threshold with keyword precision ≥ 0.85.
+
+Everyday example::
+
+    python -m training.evaluate_detector --data data/everyday/faces_val.yaml --everyday data/everyday \
+        --out weights/emotion/eval --update-metadata --set-conf
 """
 
 from __future__ import annotations
@@ -44,6 +55,7 @@ from inference.settings import REPO_ROOT, load_settings
 logger = logging.getLogger(__name__)
 
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "faces" / "data.yaml"
+SHARED_OBJECTS = REPO_ROOT.parent / "shared" / "data" / "objects"
 DEFAULT_WEIGHTS = REPO_ROOT / "weights" / "emotion" / "model.pt"
 CONF_GRID = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5)
 MAX_DET = 20  # inference.detect's default: the bot never looks at more faces than this
@@ -81,6 +93,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-map", action="store_true", help="skip ultralytics' mAP validation")
     parser.add_argument("--update-metadata", action="store_true", help="write metrics into metadata.json")
     parser.add_argument("--set-conf", action="store_true", help="also store the suggested conf in metadata")
+    parser.add_argument("--everyday", type=Path, default=None, help="training.label_everyday output folder")
+    parser.add_argument(
+        "--objects", type=Path, default=SHARED_OBJECTS, help="the VOC set --everyday refers to"
+    )
+    parser.add_argument("--no-closeups", action="store_true", help="only the --everyday report")
     return parser.parse_args(argv)
 
 
@@ -333,10 +350,23 @@ def percentile(values: Sequence[float], q: float) -> float:
 # --- entry point -----------------------------------------------------------------------------------
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     prepare_offline_ultralytics()
-    from inference.detect import EmotionDetector, YoloRunner, read_metadata
-
     set_torch_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {} if args.no_closeups else evaluate_closeups(args)
+    if args.everyday is not None:
+        report["everyday"] = evaluate_everyday(args)
+    (args.out / "metrics.json").write_text(
+        json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+    )
+    if args.update_metadata:
+        write_metadata(args.weights.parent / "metadata.json", report, args.set_conf)
+    return report
+
+
+def evaluate_closeups(args: argparse.Namespace) -> dict[str, Any]:
+    """mAP, dominant-face accuracy, the threshold sweep and latency on a face-emotion split."""
+    from inference.detect import EmotionDetector, YoloRunner, read_metadata
+
     weights = str(args.weights.resolve())
     metadata = read_metadata(weights)
     imgsz = args.imgsz or int(metadata.get("imgsz", 320))
@@ -365,7 +395,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     chosen = report["conf_grid"]["with_classifier" if classifier is not None else "detector_only"]
     report["suggested_conf"] = suggest_conf(chosen)
 
-    if args.set_conf:
+    if args.set_conf and args.everyday is None:  # everyday photos choose the face threshold otherwise
         conf = report["suggested_conf"]
     runner.conf = conf
     report["conf"] = conf
@@ -375,12 +405,60 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         report["with_classifier"] = pipeline_accuracy(final, samples, settings)
     if args.latency_images:
         report["latency"] = latency(final, samples[: args.latency_images], settings, args.threads)
-    (args.out / "metrics.json").write_text(
-        json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
-    )
-    if args.update_metadata:
-        write_metadata(args.weights.parent / "metadata.json", report, args.set_conf)
     return report
+
+
+def evaluate_everyday(args: argparse.Namespace) -> dict[str, Any]:
+    """Everyday VOC val photos through the whole bot pipeline (``training.everyday_eval``)."""
+    from inference.detect import read_metadata
+    from inference.pipeline import Pipeline
+    from training import everyday_eval as ev
+
+    weights = str(args.weights.resolve())
+    metadata = read_metadata(weights)
+    photos = ev.load_photos(args.everyday, args.objects, args.split)
+    base = {"weights_dir": args.weights.parent.parent, "emotion_weights": weights, "device": args.device}
+    base["torch_threads"] = args.threads
+    sweep = Pipeline.from_settings(
+        load_settings(**base, emotion_conf=ev.SWEEP_CONF, object_conf=ev.SWEEP_CONF)
+    )
+    run_photos(sweep, photos)
+    face_table = [ev.face_metrics(photos, conf) for conf in ev.FACE_CONF_GRID]
+    object_table = [ev.object_metrics(photos, conf) for conf in ev.OBJECT_CONF_GRID]
+    face_conf = float(metadata.get("conf", 0.25))
+    object_conf = float(metadata.get("object_conf", 0.35))
+    if args.set_conf:
+        face_conf, object_conf = ev.pick_face_conf(face_table), ev.pick_object_conf(object_table)
+    shipped = Pipeline.from_settings(load_settings(**base, emotion_conf=face_conf, object_conf=object_conf))
+    run_photos(shipped, photos)
+    report = {
+        "split": f"{args.everyday}:{args.split}",
+        "photos": len(photos),
+        "faces": ev.face_metrics(photos, face_conf),
+        "objects": ev.object_metrics(photos, object_conf),
+        "honesty": ev.honesty_metrics(photos),
+        "face_conf_grid": face_table,
+        "object_conf_grid": object_table,
+        "conf": face_conf,
+        "object_conf": object_conf,
+        "contact_sheet": str(
+            ev.contact_sheet(photos, args.out / "contact_sheet.png", face_conf, object_conf)
+        ),
+    }
+    logger.info("everyday: faces %s, objects %s", report["faces"], report["objects"])
+    return report
+
+
+def run_photos(pipeline: Any, photos: Sequence[Any]) -> None:
+    """Each photo through the pipeline as the bot runs it (sampled comment), result kept on the photo."""
+    from inference.pipeline import PipelineRequest
+    from inference.results import CommentResult
+
+    for photo in photos:
+        result = pipeline.run_batch([PipelineRequest(photo.path.read_bytes())])[0]
+        if not isinstance(result, CommentResult):
+            raise RuntimeError(f"{photo.path}: {result!r}")
+        photo.result, photo.comment, photo.keywords = result, result.comment, result.keywords
 
 
 def latency(detector: Any, samples: Sequence[Sample], settings: Any, threads: int) -> dict[str, Any]:
@@ -435,6 +513,19 @@ def _check_names(data_names: Sequence[str], model_names: Sequence[str]) -> None:
 
 def write_metadata(path: Path, report: dict[str, Any], set_conf: bool) -> None:
     metadata = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    everyday = report.get("everyday")
+    if everyday is not None:
+        metadata["everyday_metrics"] = {
+            key: everyday[key] for key in ("split", "photos", "faces", "objects", "conf", "object_conf")
+        }
+        metadata["everyday_metrics"]["honesty"] = {
+            k: v for k, v in everyday["honesty"].items() if not k.endswith("examples")
+        }
+        if set_conf:
+            metadata["conf"], metadata["object_conf"] = everyday["conf"], everyday["object_conf"]
+    if "detector_only" not in report:  # everyday photos only
+        path.write_text(json.dumps(metadata, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        return
     metrics = {
         "split": report["split"],
         "box": report.get("box"),
@@ -450,7 +541,7 @@ def write_metadata(path: Path, report: dict[str, Any], set_conf: bool) -> None:
         "latency": report.get("latency"),
     }
     metadata["metrics"] = metrics
-    if set_conf:
+    if set_conf and everyday is None:
         metadata["conf"] = report["suggested_conf"]
     path.write_text(json.dumps(metadata, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
 
@@ -458,7 +549,9 @@ def write_metadata(path: Path, report: dict[str, Any], set_conf: bool) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     report = evaluate(parse_args(argv))
-    summary = {k: v for k, v in report.items() if k not in ("detector_only", "with_classifier")}
+    summary = {k: v for k, v in report.items() if k not in ("detector_only", "with_classifier", "everyday")}
+    if "everyday" in report:
+        summary["everyday"] = {k: v for k, v in report["everyday"].items() if not k.endswith("_grid")}
     for key in ("detector_only", "with_classifier"):
         if key in report:
             summary[key] = {k: report[key][k] for k in ("dominant_face_accuracy", "per_class")}
