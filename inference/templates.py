@@ -82,6 +82,7 @@ _PHOTO_LINES = (
     "색감이 참 예쁜 사진이에요! 🎨",
     "구도가 정말 좋네요! 👍",
     "한 장의 그림 같은 사진이에요! 🖼️",
+    "감성 가득한 사진이네요! 💫",
 )
 _PEOPLE_LINES = (
     "자연스러운 모습이 담긴 멋진 사진이에요! 📸",
@@ -92,6 +93,8 @@ _CLOSERS = (
     "오늘도 좋은 하루 보내세요! 🍀",
     "사진 올려 주셔서 고마워요! 💕",
     "다음 사진도 기대할게요! 🙌",
+    "덕분에 눈이 즐거워요! 😊",
+    "이런 순간을 나눠 주셔서 감사해요! 🌟",
 )
 # Openers for the generators' fallback, when a face does show an emotion.
 _EMOTION_OPENERS: dict[str, tuple[str, ...]] = {
@@ -130,7 +133,10 @@ def _object_line(things: Sequence[str], pick: _Picker) -> str:
         lines = _THING_LINES
     line = fill(pick(lines), things)
     emoji = OBJECT_EMOJI.get(thing)
-    return f"{line} {emoji}" if emoji and emoji not in line else line
+    if not emoji or emoji in line:
+        return line
+    text, _, own_emoji = line.rpartition(" ")  # "자전거가 멋지게 담겼네요! 👍" → "… 🚲👍"
+    return f"{text} {emoji}{own_emoji}"
 
 
 class _Picker:

@@ -14,6 +14,8 @@ neutral`` then the VOC objects without ``person`` (a person never becomes a keyw
     labels/{train,val}/{voc,faces}_<name>.txt
     teacher/{train,val}.jsonl                   every MTCNN box with its probability, for evaluation
     data.yaml
+    closeups.yaml                               the close-up set alone under the joint class list
+                                                (``training.evaluate_detector --data`` for the joint model)
 
 Example::
 
@@ -205,6 +207,14 @@ def write_data_yaml(out: Path, names: list[str], counts: dict[str, Any]) -> Path
     return path
 
 
+def write_closeups_yaml(out: Path, faces: Path, names: list[str]) -> Path:
+    """The close-up faces set under the joint class list: its ids 0-4 already are the joint ids."""
+    path = out / "closeups.yaml"
+    body = {"path": str(faces.resolve()), "train": "images/train", "val": "images/val", "names": names}
+    path.write_text(yaml.safe_dump(body, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
@@ -230,6 +240,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         counts[split] = {"voc_photos": photos, "voc_faces": labelled, "closeup_photos": closeups}
         logger.info("%s done in %.1f min: %s", split, (time.monotonic() - started) / 60, counts[split])
     logger.info("wrote %s", write_data_yaml(args.out, names, counts))
+    logger.info("wrote %s", write_closeups_yaml(args.out, args.faces, names))
 
 
 if __name__ == "__main__":
