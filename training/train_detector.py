@@ -43,7 +43,11 @@ DEFAULT_PROJECT = REPO_ROOT / "runs" / "detect"
 PATIENCE = 10  # the research project's early-stopping rule
 LICENCES = {
     "model": "ultralytics YOLOv10 (AGPL-3.0)",
-    "data": "see data.notes and weights/emotion/README.md (shared faces set: two Roboflow sets, CC BY 4.0)",
+    "data": (
+        "see data.notes and weights/emotion/README.md (close-up faces: two Roboflow sets, CC BY 4.0; "
+        "everyday photos: PASCAL VOC 2007, Flickr terms of use, faces labelled by facenet-pytorch's "
+        "MTCNN, MIT licence)"
+    ),
 }
 DEFAULT_CONF = 0.25  # ultralytics' predict default; evaluate_detector --set-conf may replace it
 
