@@ -1,4 +1,4 @@
-"""ChatSettingsStore: a real SQLite file, persisted across close/reopen."""
+"""Store: a real SQLite file, persisted across close/reopen."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from bot.store import ChatSettingsStore, StoreClosedError
+from bot.store import Store, StoreClosedError
 
 
 async def test_open_creates_parent_folder_and_table(tmp_path: Path) -> None:
     path = tmp_path / "nested" / "dir" / "state.sqlite3"
-    store = ChatSettingsStore(path)
+    store = Store(path)
     await store.open()
     try:
         assert path.is_file()
@@ -26,7 +26,7 @@ async def test_open_creates_parent_folder_and_table(tmp_path: Path) -> None:
 
 async def test_set_get_overwrite_and_persist_across_reopen(tmp_path: Path) -> None:
     path = tmp_path / "state.sqlite3"
-    store = ChatSettingsStore(path)
+    store = Store(path)
     await store.open()
     await store.set_generator("telegram:-100", "gpt2")
     await store.set_generator("discord:dm:7", "t5")
@@ -34,7 +34,7 @@ async def test_set_get_overwrite_and_persist_across_reopen(tmp_path: Path) -> No
     assert await store.get_generator("telegram:-100") == "t5"
     await store.close()
 
-    reopened = ChatSettingsStore(path)
+    reopened = Store(path)
     await reopened.open()
     try:
         assert await reopened.get_generator("telegram:-100") == "t5"
@@ -45,7 +45,7 @@ async def test_set_get_overwrite_and_persist_across_reopen(tmp_path: Path) -> No
 
 
 async def test_concurrent_writes_all_land(tmp_path: Path) -> None:
-    store = ChatSettingsStore(tmp_path / "state.sqlite3")
+    store = Store(tmp_path / "state.sqlite3")
     await store.open()
     try:
         await asyncio.gather(*(store.set_generator(f"telegram:{i}", f"g{i}") for i in range(30)))
@@ -56,7 +56,7 @@ async def test_concurrent_writes_all_land(tmp_path: Path) -> None:
 
 
 async def test_use_after_close_is_a_clear_error(tmp_path: Path) -> None:
-    store = ChatSettingsStore(tmp_path / "state.sqlite3")
+    store = Store(tmp_path / "state.sqlite3")
     await store.open()
     await store.close()
     await store.close()  # idempotent
