@@ -319,3 +319,12 @@ def test_a_face_box_inside_its_head_box_is_reported_once() -> None:
     ]
     kept = one_box_per_face(boxes)
     assert [b.box for b in kept] == [head, (150.0, 200.0, 260.0, 330.0)]
+
+
+def test_keywords_only_request_skips_decoding_and_detection(pipeline: Pipeline) -> None:
+    """🔄: a new comment for stored keywords; no image, so no decode or detector stage runs."""
+    result = run_one(pipeline, b"", keywords=("기쁨", "안경"), generator="gpt2")
+    assert result.keywords == ["기쁨", "안경"] and result.generator == "gpt2"
+    assert result.faces == [] and result.objects == [] and result.image_size == (0, 0)
+    assert "decode" not in result.timings_ms and "emotion" not in result.timings_ms
+    assert result.timings_ms["generate"] > 0 and has_hangul(result.comment)
