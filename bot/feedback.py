@@ -48,7 +48,7 @@ PHOTO_GONE = "원본 사진을 다시 가져오지 못했어요 😢 사진이 �
 RECORD_GONE = "이 댓글의 기록이 없어요 (지워졌거나 보관 기간이 지났어요) 🗂️"
 WRONG_CHAT = "이 버튼은 이 채팅의 댓글에서만 쓸 수 있어요 🙅"
 STORE_FAILED = "앗, 기록을 저장하지 못했어요 😢 잠시 후 다시 눌러 주세요."
-FORGET_ADMIN_ONLY = "그룹에서는 채팅 관리자만 기록을 지울 수 있어요 🔒"
+FORGET_ADMIN_ONLY = "그룹과 서버에서는 관리자만 댓글 기록을 지울 수 있어요 🔒"
 
 
 def regenerate_limit_reached(limit: int) -> str:

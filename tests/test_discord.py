@@ -617,8 +617,8 @@ async def test_setup_hook_adds_cogs_and_syncs_to_the_test_guild(tmp_path: Path) 
     bot._application = discord.utils.MISSING
     bot._connection.application_id = 99
     await bot.setup_hook()
-    assert sorted(bot.cogs) == ["Info", "Models", "Photos"]
-    assert synced == [(1234, ["help", "model", "stats"])]
+    assert sorted(bot.cogs) == ["Feedback", "Info", "Models", "Photos"]
+    assert synced == [(1234, ["forget", "help", "model", "stats"])]
     await bot.close()
 
 

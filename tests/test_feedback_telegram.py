@@ -50,7 +50,9 @@ async def server() -> AsyncIterator[ButtonsTelegramServer]:
 
 
 @pytest.fixture
-def settings_for(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, server: ButtonsTelegramServer) -> Any:
+def settings_for(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, server: ButtonsTelegramServer
+) -> Any:
     def build(**overrides: Any) -> Any:
         values: dict[str, Any] = {
             "telegram_bot_token": TOKEN,
@@ -105,7 +107,13 @@ def buttons_of(server: ButtonsTelegramServer, message_id: int) -> dict[str, str]
 
 
 async def press(
-    server: ButtonsTelegramServer, message_id: int, action: str, *, user_id: int = USER, chat_id: int = USER, **kw: Any
+    server: ButtonsTelegramServer,
+    message_id: int,
+    action: str,
+    *,
+    user_id: int = USER,
+    chat_id: int = USER,
+    **kw: Any,
 ) -> dict[str, Any]:
     """Press a button of the comment; returns the answerCallbackQuery parameters."""
     [row] = server.reply_markup_of(message_id)
@@ -138,16 +146,26 @@ async def test_every_comment_has_four_buttons_and_is_stored(
     assert record.detections["faces"][0]["keyword"] == "기쁨"
 
 
-async def test_votes_one_per_user_change_and_withdraw(server: ButtonsTelegramServer, settings_for: Any) -> None:
+async def test_votes_one_per_user_change_and_withdraw(
+    server: ButtonsTelegramServer, settings_for: Any
+) -> None:
     async with running_bot(settings_for(), FakeInferenceClient()):
         message_id, _ = await post_photo(server)
         first = await press(server, message_id, "up")
         assert first["text"] == fb.VOTED_UP and buttons_of(server, message_id)["up"] == "👍 1"
         await press(server, message_id, "down", user_id=OTHER)
-        assert buttons_of(server, message_id) | {} == {"up": "👍 1", "down": "👎 1", "again": "🔄", "look": "🔍"}
+        assert buttons_of(server, message_id) | {} == {
+            "up": "👍 1",
+            "down": "👎 1",
+            "again": "🔄",
+            "look": "🔍",
+        }
         changed = await press(server, message_id, "down")  # USER changes 👍 → 👎
         assert changed["text"] == fb.VOTED_DOWN
-        assert (buttons_of(server, message_id)["up"], buttons_of(server, message_id)["down"]) == ("👍", "👎 2")
+        assert (buttons_of(server, message_id)["up"], buttons_of(server, message_id)["down"]) == (
+            "👍",
+            "👎 2",
+        )
         withdrawn = await press(server, message_id, "down")  # the same again: withdrawn
         assert withdrawn["text"] == fb.VOTE_WITHDRAWN and buttons_of(server, message_id)["down"] == "👎 1"
 
@@ -177,7 +195,9 @@ async def test_a_forged_button_from_another_chat_is_refused(
             chat_id=OTHER, user_id=OTHER, message_id=message_id, data=row[0]["callback_data"]
         )
         [answer] = await server.wait_for(lambda: server.answers_to(query))
-        unknown = await server.push_callback_query(chat_id=USER, user_id=USER, message_id=1, data="fb:999999:up")
+        unknown = await server.push_callback_query(
+            chat_id=USER, user_id=USER, message_id=1, data="fb:999999:up"
+        )
         [gone] = await server.wait_for(lambda: server.answers_to(unknown))
     assert answer["text"] == fb.WRONG_CHAT and answer["show_alert"] is True
     assert gone["text"] == fb.RECORD_GONE
@@ -210,9 +230,7 @@ async def test_regenerate_edits_the_comment_keeps_versions_and_stops_at_the_limi
     assert [generator for _, generator in client.calls[1:]] == ["t5", "t5", "t5"]  # the comment's own
 
 
-async def test_regenerate_per_chat_limit(
-    server: ButtonsTelegramServer, settings_for: Any
-) -> None:
+async def test_regenerate_per_chat_limit(server: ButtonsTelegramServer, settings_for: Any) -> None:
     client = FakeInferenceClient()
     async with running_bot(settings_for(regenerate_per_chat_per_hour=2), client):
         first, _ = await post_photo(server)
@@ -257,7 +275,9 @@ async def test_look_sends_the_photo_with_the_boxes_drawn_as_a_reply(
     assert drawn.size == original.size
     assert ImageChops.difference(drawn, original).getbbox() is not None  # something was drawn
     # the face box of the fake result (top-left quarter) is outlined in the emotion's colour
-    assert drawn.getpixel((80, 120))[0] > 150 and drawn.getpixel((300, 230)) == pytest.approx(original.getpixel((300, 230)), abs=12)
+    assert drawn.getpixel((80, 120))[0] > 150 and drawn.getpixel((300, 230)) == pytest.approx(
+        original.getpixel((300, 230)), abs=12
+    )
 
 
 async def test_look_when_the_photo_is_gone_gets_a_korean_reply(
@@ -279,7 +299,9 @@ async def test_forget_needs_a_group_admin_and_deletes_the_chats_records(
     async with running_bot(settings_for(), FakeInferenceClient()) as service:
         message_id, _ = await post_photo(server, chat_id=GROUP, user_id=USER)
         kept, _ = await post_photo(server, chat_id=USER, user_id=USER)
-        refused = await server.push_message(chat_id=GROUP, user_id=USER, chat_type="supergroup", text="/forget")
+        refused = await server.push_message(
+            chat_id=GROUP, user_id=USER, chat_type="supergroup", text="/forget"
+        )
         allowed = await server.push_message(
             chat_id=GROUP, user_id=ADMIN + 1, chat_type="supergroup", text="/forget"
         )
@@ -320,10 +342,15 @@ async def test_no_photo_bytes_at_rest(server: ButtonsTelegramServer, settings_fo
             await press(server, message_id, "look")
             await press(server, message_id, "again")
         await server.wait_for(lambda: len(server.photos_sent) == 3)
-    folder = Path(settings.state_db).parent
+    assert_no_photo_bytes(Path(settings.state_db), photos)
+
+
+def assert_no_photo_bytes(database: Path, photos: list[bytes]) -> None:
+    """Only the database file exists, and it holds no piece of any photo nor any image header."""
+    folder = database.parent
     files = sorted(p.name for p in folder.iterdir())
     assert files == ["state.sqlite3"]  # no photo files, no leftover journal
-    stored = Path(settings.state_db).read_bytes()
+    stored = database.read_bytes()
     for photo in photos:
         chunks = {photo[i : i + 64] for i in range(0, len(photo) - 64, 997)}
         assert not any(chunk in stored for chunk in chunks)
@@ -339,7 +366,7 @@ async def test_regenerate_through_the_real_worker_skips_detection(
     await client.start()
     try:
         async with running_bot(settings, client) as service:
-            message_id, reply = await post_photo(server)
+            message_id, _ = await post_photo(server)
             answer = await press(server, message_id, "again")
             [row] = server.reply_markup_of(message_id)
             record = await service.store.comment(int(BUTTON.match(row[0]["callback_data"])[1]))  # type: ignore[index]

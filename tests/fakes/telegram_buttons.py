@@ -57,7 +57,11 @@ class ButtonsTelegramServer(FakeTelegramServer):
 
     # --- observing ---------------------------------------------------------------------------
     def answers_to(self, query_id: str) -> list[dict[str, Any]]:
-        return [c.params for c in self.calls_of("answerCallbackQuery") if c.params["callback_query_id"] == query_id]
+        return [
+            c.params
+            for c in self.calls_of("answerCallbackQuery")
+            if c.params["callback_query_id"] == query_id
+        ]
 
     def reply_markup_of(self, message_id: int) -> list[list[dict[str, Any]]]:
         """Rows of the inline keyboard a message shows now."""
