@@ -7,12 +7,12 @@ core, so Korean replies, per-chat settings and error handling are written once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from bot import messages
-from bot.feedback import FeedbackService
+from bot.feedback import Commenter, FeedbackService
 from bot.store import Store
 from inference.errors import CommentBotError
 from inference.registry import discover_generators
@@ -45,20 +45,12 @@ class QueueStatsLike(Protocol):
     def worker_restarts(self) -> int: ...
 
 
-class CommentClient(Protocol):
+class CommentClient(Commenter, Protocol):
     """What the core needs from ``inference.client.InferenceClient`` (structural, so tests and the
-    core do not depend on the worker's transport)."""
+    core do not depend on the worker's transport); ``comment`` comes from ``Commenter``."""
 
     async def start(self) -> None: ...
     async def close(self) -> None: ...
-    async def comment(
-        self,
-        image: bytes,
-        *,
-        chat_key: str,
-        generator: str | None = None,
-        keywords: Sequence[str] | None = None,
-    ) -> CommentResult: ...
     def generator_names(self) -> list[str]: ...
     def stats(self) -> QueueStatsLike: ...
 

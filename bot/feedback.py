@@ -113,8 +113,8 @@ def photo_sha256(image: bytes) -> str:
     return hashlib.sha256(image).hexdigest()
 
 
-class RegenerateClient(Protocol):
-    """What ``FeedbackService`` needs from the inference client (``core.CommentClient`` has it)."""
+class Commenter(Protocol):
+    """The inference client's ``comment``: photos, or with ``keywords`` and no image a 🔄."""
 
     async def comment(
         self,
@@ -129,7 +129,7 @@ class RegenerateClient(Protocol):
 class FeedbackService:
     """Records comments and answers button presses; ``chat_key``s come from ``core.ChatRef.key``."""
 
-    def __init__(self, client: RegenerateClient, store: Store, settings: Settings) -> None:
+    def __init__(self, client: Commenter, store: Store, settings: Settings) -> None:
         self.client = client
         self.store = store
         self.settings = settings

@@ -25,7 +25,13 @@ from bot.core import PhotoService
 from bot.store import Store
 from inference.errors import QueueFullError
 from tests.fakes.inference_client import FakeInferenceClient
-from tests.test_discord import DiscordHarness, RecordingWebhookAdapter, start_harness, write_jpeg
+from tests.test_discord import (
+    DiscordHarness,
+    RecordingWebhookAdapter,
+    interaction_payload,
+    start_harness,
+    write_jpeg,
+)
 
 UPDATE_MESSAGE = discord.InteractionResponseType.message_update.value
 DEFERRED_UPDATE = discord.InteractionResponseType.deferred_message_update.value
@@ -115,37 +121,14 @@ def custom_ids(harness: DiscordHarness) -> dict[str, str]:
 def press_payload(
     harness: DiscordHarness, comment: discord.Message, custom_id: str, member: discord.Member | None = None
 ) -> dict[str, Any]:
-    member = member or harness.alice
-    channel = harness.photos
-    guild = channel.guild
-    return {
-        "id": str(discord.utils.time_snowflake(discord.utils.utcnow())),
-        "application_id": str(harness.me.id),
-        "type": 3,  # MESSAGE_COMPONENT
-        "token": "interaction-token",
-        "version": 1,
-        "guild_id": str(guild.id),
-        "channel_id": str(channel.id),
-        "channel": {"id": str(channel.id), "type": 0, "guild_id": str(guild.id), "name": channel.name},
-        "member": {
-            "user": {"id": str(member.id), "username": member.name, "discriminator": "0001", "avatar": None},
-            "roles": [],
-            "joined_at": "2025-01-01T00:00:00+00:00",
-            "deaf": False,
-            "mute": False,
-            "flags": 0,
-            "permissions": str(discord.Permissions.text().value),
-        },
-        "data": {"custom_id": custom_id, "component_type": 2},
-        "message": comment_message_dict(harness, comment, custom_id),
-        "locale": "ko",
-        "guild_locale": "ko",
-        "app_permissions": str(discord.Permissions.text().value),
-        "entitlements": [],
-        "attachment_size_limit": 10 * 1024 * 1024,
-        "authorizing_integration_owners": {"0": str(guild.id)},
-        "context": 0,
-    }
+    """A button press (MESSAGE_COMPONENT) on ``comment``: the slash command payload's envelope."""
+    payload = interaction_payload(harness, options=[], permissions=discord.Permissions.text(), member=member)
+    payload.update(
+        type=3,
+        data={"custom_id": custom_id, "component_type": 2},
+        message=comment_message_dict(harness, comment, custom_id),
+    )
+    return payload
 
 
 def comment_message_dict(harness: DiscordHarness, comment: discord.Message, custom_id: str) -> dict[str, Any]:

@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from bot.store import ExportedPair, Store, store_url
+from bot.store import Store, store_url
 from inference.settings import SettingsError, load_settings
+from training.data import write_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -46,16 +46,9 @@ async def export(url: str, out: Path, negatives: Path) -> tuple[int, int]:
         replaced = await store.replaced_pairs()
     finally:
         await store.close()
-    write_jsonl(out, liked)
-    write_jsonl(negatives, replaced)
+    write_jsonl(out, (asdict(pair) for pair in liked))
+    write_jsonl(negatives, (asdict(pair) for pair in replaced))
     return len(liked), len(replaced)
-
-
-def write_jsonl(path: Path, pairs: Iterable[ExportedPair]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as handle:
-        for pair in pairs:
-            handle.write(json.dumps(asdict(pair), ensure_ascii=False) + "\n")
 
 
 def default_negatives(out: Path) -> Path:
