@@ -9,11 +9,12 @@ after a restart and on any replica sharing the database. The adapters (``telegra
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal, Protocol
@@ -211,12 +212,20 @@ class FeedbackService:
         refusal = await self._regenerate_refusal(record)
         if refusal is not None:
             return refusal
-        key: tuple[int, Action] = (record.id, "again")
+        with self.claim(record, "again") as mine:
+            return await self._regenerate(record) if mine else Outcome(REGENERATE_BUSY)
+
+    @contextlib.contextmanager
+    def claim(self, record: CommentRecord, action: Action) -> Iterator[bool]:
+        """``True`` inside when this press may run; ``False`` while the same 🔄/🔍 of the same comment is
+        still running here (a double tap), so it is not done twice."""
+        key = (record.id, action)
         if key in self._busy:
-            return Outcome(REGENERATE_BUSY)
+            yield False
+            return
         self._busy.add(key)
         try:
-            return await self._regenerate(record)
+            yield True
         finally:
             self._busy.discard(key)
 
@@ -262,29 +271,16 @@ class FeedbackService:
         )
         return Outcome(REGENERATED, buttons=Buttons(record.id), text=result.comment)
 
-    def start_look(self, record: CommentRecord) -> bool:
-        """Claim the 🔍 of a comment; ``False`` while one is already being drawn."""
-        key: tuple[int, Action] = (record.id, "look")
-        if key in self._busy:
-            return False
-        self._busy.add(key)
-        return True
-
-    async def annotated_photo(self, record: CommentRecord, photo: bytes) -> bytes | str:
-        """The photo with the comment's boxes drawn (JPEG), or a Korean reason it could not be made.
-        Ends the claim ``start_look`` made."""
+    async def annotated_photo(self, record: CommentRecord, photo: bytes | None) -> bytes | str:
+        """The photo with the comment's boxes drawn (JPEG), or a Korean reason it could not be made
+        (``photo`` is ``None`` when the platform no longer has it). Drawn off the event loop."""
+        if photo is None:
+            return PHOTO_GONE
         try:
             return await asyncio.to_thread(draw_detections, photo, record.detections)
         except ImageError as exc:
             logger.info("🔍 of comment %d: photo not decodable (%s)", record.id, exc)
             return exc.user_message
-        finally:
-            self._busy.discard((record.id, "look"))
-
-    def look_failed(self, record: CommentRecord) -> str:
-        """The photo could not be fetched again from the platform."""
-        self._busy.discard((record.id, "look"))
-        return PHOTO_GONE
 
     # --- /forget, retention, /stats -----------------------------------------------------------
     async def forget(self, chat_key: str) -> str:

@@ -110,14 +110,13 @@ async def _look(
 ) -> None:
     """🔍: fetch the photo again by its file_id, draw the boxes, send it as a reply to the comment."""
     feedback = service.feedback
-    if not feedback.start_look(record):
-        await query.answer(LOOK_BUSY)
-        return
-    await query.answer(LOOK_STARTED)
-    photo = await _fetch(bot, record, service.settings.telegram_max_download_bytes)
-    drawn = (
-        await feedback.annotated_photo(record, photo) if photo is not None else feedback.look_failed(record)
-    )
+    with feedback.claim(record, "look") as mine:
+        if not mine:
+            await query.answer(LOOK_BUSY)
+            return
+        await query.answer(LOOK_STARTED)
+        photo = await _fetch(bot, record, service.settings.telegram_max_download_bytes)
+        drawn = await feedback.annotated_photo(record, photo)
     reply_to = ReplyParameters(message_id=message_id, allow_sending_without_reply=True)
     try:
         if isinstance(drawn, bytes):

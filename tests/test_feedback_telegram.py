@@ -19,7 +19,7 @@ from PIL import Image, ImageChops
 
 from bot import feedback as fb
 from bot.core import ChatRef, CommentClient, PhotoService
-from bot.store import Store
+from bot.store import CommentRecord, Store
 from bot.telegram_app import build_application, telegram_running
 from inference.client import InferenceClient
 from inference.errors import QueueFullError
@@ -375,3 +375,18 @@ async def test_regenerate_through_the_real_worker_skips_detection(
     assert answer["text"] == fb.REGENERATED
     assert record is not None and record.version == 2 and record.text == server.text_of(message_id)
     assert client.stats().jobs_done == 2
+
+
+async def test_a_double_press_runs_once_and_a_failure_frees_the_comment(tmp_path: Path) -> None:
+    service = PhotoService(FakeInferenceClient(), Store(tmp_path / "unused.sqlite3"), make_settings(tmp_path))
+    record = CommentRecord(1, "telegram", "telegram:1", 1, 2, 3, "file", "t5", ["기쁨"], {}, 1, "좋아요")
+    feedback = service.feedback
+    with feedback.claim(record, "look") as first, feedback.claim(record, "look") as second:
+        assert (first, second) == (True, False)
+        with feedback.claim(record, "again") as other_action:
+            assert other_action  # 🔄 and 🔍 of one comment do not block each other
+    with pytest.raises(RuntimeError), feedback.claim(record, "look") as again:
+        assert again
+        raise RuntimeError("fetching the photo blew up")
+    with feedback.claim(record, "look") as after_failure:
+        assert after_failure

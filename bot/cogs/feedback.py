@@ -160,14 +160,13 @@ async def _respond(interaction: discord.Interaction[Any], outcome: Outcome) -> N
 async def _look(interaction: discord.Interaction[Any], service: PhotoService, record: CommentRecord) -> None:
     """🔍: fetch the photo message again, draw the boxes, send the picture as the press's reply."""
     feedback = service.feedback
-    if not feedback.start_look(record):
-        await interaction.response.send_message(LOOK_BUSY, ephemeral=True)
-        return
-    await interaction.response.defer(thinking=True)
-    photo = await _fetch(interaction, record)
-    drawn = (
-        await feedback.annotated_photo(record, photo) if photo is not None else feedback.look_failed(record)
-    )
+    with feedback.claim(record, "look") as mine:
+        if not mine:
+            await interaction.response.send_message(LOOK_BUSY, ephemeral=True)
+            return
+        await interaction.response.defer(thinking=True)
+        photo = await _fetch(interaction, record)
+        drawn = await feedback.annotated_photo(record, photo)
     if isinstance(drawn, bytes):
         await interaction.followup.send(
             LOOK_CAPTION, file=discord.File(io.BytesIO(drawn), ANNOTATED_FILENAME)
