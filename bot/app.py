@@ -1,9 +1,9 @@
 """``python -m bot``: one process, one inference queue, Telegram and/or Discord on one event loop.
 
-Start-up: settings → logging (tokens never reach logs) → the chat settings store → the inference
-worker (models load once, shared by both platforms) → each platform whose token is set. Shutdown on
-SIGINT/SIGTERM: stop taking updates, let handlers in flight finish (or fail) their jobs, close the
-inference client, close the store.
+Start-up: settings → logging (tokens never reach logs) → the store (migrated to the newest schema) →
+the inference worker (models load once, shared by both platforms) → each platform whose token is set.
+Shutdown on SIGINT/SIGTERM: stop taking updates, let handlers in flight finish (or fail) their jobs,
+close the inference client, close the store.
 """
 
 from __future__ import annotations
@@ -11,13 +11,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import sqlite3
 import sys
 from collections.abc import Coroutine, Iterable
 from typing import Any
 
+from alembic.util import CommandError
+from sqlalchemy.exc import SQLAlchemyError
+
 from bot.core import PhotoService, PlatformStartupError
-from bot.store import ChatSettingsStore
+from bot.store import Store, store_url
 from inference.client import InferenceClient
 from inference.errors import CommentBotError
 from inference.settings import Settings, SettingsError, load_settings
@@ -80,14 +82,14 @@ def _secrets(settings: Settings) -> list[str]:
 async def run(settings: Settings) -> int:
     """Run the platforms whose tokens are set until a signal or a platform stops; return the exit code."""
     client = InferenceClient(settings)
-    store = ChatSettingsStore(settings.state_db)
+    store = Store(store_url(settings))
     service = PhotoService(client, store, settings)
     stop = asyncio.Event()
     _install_signal_handlers(stop)
     try:
         await store.open()
-    except (OSError, sqlite3.Error) as exc:
-        logger.error("cannot open STATE_DB %s: %s", settings.state_db, exc)
+    except (OSError, SQLAlchemyError, CommandError) as exc:
+        logger.error("cannot open the store (STATE_DB %s / DATABASE_URL): %s", settings.state_db, exc)
         return EXIT_FAILED
     try:
         logger.info("starting the inference worker (loading models)…")

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from bot import messages
-from bot.store import ChatSettingsStore
+from bot.feedback import Commenter, FeedbackService
+from bot.store import Store
 from inference.errors import CommentBotError
 from inference.registry import discover_generators
 from inference.results import CommentResult
@@ -44,15 +45,12 @@ class QueueStatsLike(Protocol):
     def worker_restarts(self) -> int: ...
 
 
-class CommentClient(Protocol):
+class CommentClient(Commenter, Protocol):
     """What the core needs from ``inference.client.InferenceClient`` (structural, so tests and the
-    core do not depend on the worker's transport)."""
+    core do not depend on the worker's transport); ``comment`` comes from ``Commenter``."""
 
     async def start(self) -> None: ...
     async def close(self) -> None: ...
-    async def comment(
-        self, image: bytes, *, chat_key: str, generator: str | None = None
-    ) -> CommentResult: ...
     def generator_names(self) -> list[str]: ...
     def stats(self) -> QueueStatsLike: ...
 
@@ -85,10 +83,11 @@ class ChatRef:
 class PhotoService:
     """Turns a photo into the reply text and serves the shared commands (/model, /stats, /help)."""
 
-    def __init__(self, client: CommentClient, store: ChatSettingsStore, settings: Settings) -> None:
+    def __init__(self, client: CommentClient, store: Store, settings: Settings) -> None:
         self.client = client
         self.store = store
         self.settings = settings
+        self.feedback = FeedbackService(client, store, settings)
 
     # --- access ---------------------------------------------------------------------------------
     def is_allowed(self, chat: ChatRef) -> bool:
@@ -175,6 +174,10 @@ class PhotoService:
             in_flight=stats.in_flight,
             worker_restarts=stats.worker_restarts,
         )
+
+    async def stats_report(self) -> str:
+        """/stats: the queue's counters, then what users thought of the comments."""
+        return f"{self.stats_text()}\n\n{await self.feedback.stats_text()}"
 
     def help_text(self, platform: str) -> str:
         return messages.help_text(platform, self._prefix(platform))

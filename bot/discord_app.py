@@ -15,6 +15,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import messages
+from bot.cogs.feedback import FeedbackCog
 from bot.cogs.info import InfoCog
 from bot.cogs.models import ModelsCog
 from bot.cogs.photos import PhotosCog
@@ -85,6 +86,7 @@ class MupleBot(commands.Bot):
             PhotosCog(self.service, self.settings),
             ModelsCog(self.service, self.settings),
             InfoCog(self.service, self.settings),
+            FeedbackCog(self, self.service, self.settings),
         ):
             await self.add_cog(cog)
         self.tree.error(self.on_app_command_error)

@@ -45,7 +45,9 @@ def help_text(platform: str, prefix: str = "/") -> str:
         f"{prefix}help - 이 도움말 보기\n"
         f"{prefix}model - 댓글 모델 목록 보기\n"
         f"{prefix}model 이름 - 이 채팅의 댓글 모델 바꾸기\n"
-        f"{prefix}stats - 처리 통계 보기 (관리자 전용)"
+        f"{prefix}stats - 처리 통계 보기 (관리자 전용)\n"
+        f"{prefix}forget - 이 채팅의 댓글 기록 지우기 (그룹에서는 관리자)\n\n"
+        "댓글 아래 버튼: 👍 👎 평가, 🔄 새 댓글 받기, 🔍 제가 사진에서 본 것 보기"
     )
 
 

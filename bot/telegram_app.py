@@ -26,6 +26,7 @@ from telegram.ext import (
     AIORateLimiter,
     Application,
     ApplicationHandlerStop,
+    CallbackQueryHandler,
     CommandHandler,
     ContextTypes,
     Defaults,
@@ -36,6 +37,8 @@ from telegram.ext import (
 
 from bot import messages
 from bot.core import ChatRef, PhotoService, PlatformStartupError
+from bot.feedback import BUTTON_PATTERN, FORGET_ADMIN_ONLY
+from bot.telegram_feedback import answer_press, reply_with_comment
 from inference.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -48,6 +51,7 @@ COMMANDS = (
     BotCommand("help", "도움말과 명령어 목록"),
     BotCommand("model", "댓글 모델 보기/바꾸기 (/model 이름)"),
     BotCommand("stats", "처리 통계 (관리자 전용)"),
+    BotCommand("forget", "이 채팅의 댓글 기록 지우기"),
 )
 _GROUP_TYPES = frozenset({ChatType.GROUP, ChatType.SUPERGROUP})
 _ADMIN_STATUSES = frozenset({ChatMember.ADMINISTRATOR, ChatMember.OWNER})
@@ -105,6 +109,8 @@ def build_application(
     application.add_handler(CommandHandler(["start", "help"], help_command, filters=new_only))
     application.add_handler(CommandHandler("model", model_command, filters=new_only))
     application.add_handler(CommandHandler("stats", stats_command, filters=new_only))
+    application.add_handler(CommandHandler("forget", forget_command, filters=new_only))
+    application.add_handler(CallbackQueryHandler(feedback_button, pattern=f"^{BUTTON_PATTERN}$"))
     application.add_handler(MessageHandler(IMAGE_FILTER & new_only, photo_message))
     application.add_handler(MessageHandler(filters.Document.ALL & new_only, unsupported_file))
     application.add_handler(MessageHandler(filters.COMMAND & new_only, unknown_command))
@@ -232,7 +238,31 @@ async def stats_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
     if not service.is_admin(user.id if user else None):
         await message.reply_text(messages.ADMIN_ONLY, do_quote=True)
         return
-    await message.reply_text(service.stats_text(), do_quote=True)
+    await message.reply_text(await service.stats_report(), do_quote=True)
+
+
+async def forget_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/forget: delete this chat's comment records (group admins only in groups)."""
+    message = update.effective_message
+    if message is None:
+        return
+    chat = chat_ref(update)
+    if chat.is_group and not await _may_change_group_settings(update, context):
+        await message.reply_text(FORGET_ADMIN_ONLY, do_quote=True)
+        return
+    await message.reply_text(
+        await _resources(context.bot_data).service.feedback.forget(chat.key), do_quote=True
+    )
+
+
+async def feedback_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """👍 👎 🔄 🔍 under a comment (see ``bot.telegram_feedback``)."""
+    query = update.callback_query
+    user = update.effective_user
+    if query is None or user is None or update.effective_chat is None:
+        return
+    service = _resources(context.bot_data).service
+    await answer_press(query, context.bot, service, chat_ref(update), user.id)
 
 
 async def photo_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -251,13 +281,14 @@ async def photo_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
         )
         await message.reply_text(messages.file_too_big(limit), do_quote=True)
         return
+    chat = chat_ref(update)
     async with resources.typing.typing(context.bot, message.chat_id):
         image = await _download(attachment, limit)
         if isinstance(image, str):
-            reply = image
-        else:
-            reply = await resources.service.comment_for_photo(chat_ref(update), image)
-    await message.reply_text(reply, do_quote=True)
+            await message.reply_text(image, do_quote=True)
+            return
+        reply = await resources.service.comment_result(chat, image)
+    await reply_with_comment(message, resources.service, chat, reply, image, attachment.file_id)
 
 
 async def unsupported_file(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -290,7 +321,10 @@ async def unknown_command(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
 async def error_handler(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     """The one error handler: log the traceback and give the user a generic apology when possible."""
     logger.error("unhandled error while processing an update", exc_info=context.error)
-    if isinstance(update, Update) and update.effective_message is not None:
+    if isinstance(update, Update) and update.callback_query is not None:
+        with contextlib.suppress(TelegramError):  # a button press: the spinner must stop, no new message
+            await update.callback_query.answer(messages.GENERIC_ERROR, show_alert=True)
+    elif isinstance(update, Update) and update.effective_message is not None:
         with contextlib.suppress(TelegramError):
             await update.effective_message.reply_text(messages.GENERIC_ERROR, do_quote=True)
 

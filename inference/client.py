@@ -19,6 +19,7 @@ import logging
 import statistics
 import time
 from collections import Counter, deque
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -113,9 +114,18 @@ class InferenceClient:
         return sorted(discover_generators(self._settings.generators_dir))
 
     async def comment(
-        self, image: bytes, *, chat_key: str, generator: str | None = None, sample: bool = True
+        self,
+        image: bytes,
+        *,
+        chat_key: str,
+        generator: str | None = None,
+        sample: bool = True,
+        keywords: Sequence[str] | None = None,
     ) -> CommentResult:
-        """A comment for one photo; raises a ``CommentBotError`` subclass the bot can show as is."""
+        """A comment for one photo; raises a ``CommentBotError`` subclass the bot can show as is.
+
+        With ``keywords`` (and ``image=b""``) the worker skips detection and writes a new comment for
+        those keywords (🔄); it queues and counts like a photo."""
         self._admit(image, chat_key)
         self._outstanding += 1
         self._per_chat[chat_key] += 1
@@ -125,6 +135,7 @@ class InferenceClient:
             generator=generator,
             sample=sample,
             deadline=time.time() + self._settings.job_timeout_s,
+            keywords=tuple(keywords) if keywords is not None else None,
         )
         started = time.perf_counter()
         try:

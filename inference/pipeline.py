@@ -41,6 +41,8 @@ class PipelineRequest:
     image: bytes
     generator: str | None = None  # None → settings.default_generator
     sample: bool = True  # True: sampled (bot); False: deterministic (eval/benchmark)
+    # Set: a new comment for these keywords (🔄), no image and no detection; ``image`` is ignored.
+    keywords: tuple[str, ...] | None = None
 
 
 @dataclass(slots=True)
@@ -50,7 +52,7 @@ class _Item:
     index: int
     generator: str
     sample: bool
-    decoded: DecodedImage
+    decoded: DecodedImage | None  # None for a keywords-only request
     timings_ms: dict[str, float]
     faces: list[Face] = field(default_factory=list)
     objects: list[DetectedObject] = field(default_factory=list)
@@ -98,7 +100,10 @@ class Pipeline:
         """One dummy pass through every stage and generator, so the first user waits for nothing."""
         started = time.perf_counter()
         dummy = _dummy_jpeg()
-        requests = [PipelineRequest(dummy, name, sample=False) for name in self.generator_names()]
+        # The grey photo runs decode and detection; it shows no face, so its comment is a template:
+        # a keywords-only request per generator warms the generators too.
+        requests = [PipelineRequest(dummy, self.generators.default, sample=False)]
+        requests += [PipelineRequest(b"", name, False, keywords=("기쁨",)) for name in self.generator_names()]
         for result in self.run_batch(requests):
             if isinstance(result, CommentBotError):
                 raise RuntimeError(f"warm-up failed: {result!r}")
@@ -114,7 +119,7 @@ class Pipeline:
             items = self._stage("objects", items, slots, self._detect_objects)
         for item in items:
             item.keywords = build_keywords(item.faces, item.objects, self.settings.max_keywords)
-        self._generate(items, slots)
+        self._generate([*items, *self._keyword_items(requests, slots)], slots)
         total_ms = (time.perf_counter() - started) * 1000
         for index, slot in enumerate(slots):
             if isinstance(slot, CommentResult):
@@ -127,6 +132,8 @@ class Pipeline:
     def _preprocess(self, requests: Sequence[PipelineRequest], slots: list[ItemResult | None]) -> list[_Item]:
         items: list[_Item] = []
         for index, request in enumerate(requests):
+            if request.keywords is not None:
+                continue  # no image: see _keyword_items
             started = time.perf_counter()
             try:
                 generator = self.generators.resolve(request.generator)
@@ -142,6 +149,24 @@ class Pipeline:
                 continue
             decode_ms = (time.perf_counter() - started) * 1000
             items.append(_Item(index, generator, request.sample, decoded, {"decode": decode_ms}))
+        return items
+
+    def _keyword_items(
+        self, requests: Sequence[PipelineRequest], slots: list[ItemResult | None]
+    ) -> list[_Item]:
+        """Keywords-only requests (🔄): straight to generation with the keywords they bring."""
+        items: list[_Item] = []
+        for index, request in enumerate(requests):
+            if request.keywords is None:
+                continue
+            try:
+                generator = self.generators.resolve(request.generator)
+            except CommentBotError as exc:
+                slots[index] = exc
+                continue
+            item = _Item(index, generator, request.sample, None, {})
+            item.keywords = list(request.keywords)
+            items.append(item)
         return items
 
     def _stage(
@@ -169,7 +194,7 @@ class Pipeline:
 
     def _detect_emotions(self, items: list[_Item]) -> None:
         """Faces, and the joint model's objects unless a separate object model replaces them."""
-        detected = self.emotion.detect_all([i.decoded for i in items])
+        detected = self.emotion.detect_all(_decoded(items))
         for item, (faces, objects) in zip(items, detected, strict=True):
             item.faces = faces
             if self.objects is None:
@@ -177,7 +202,7 @@ class Pipeline:
 
     def _detect_objects(self, items: list[_Item]) -> None:
         assert self.objects is not None
-        for item, objects in zip(items, self.objects.detect([i.decoded for i in items]), strict=True):
+        for item, objects in zip(items, self.objects.detect(_decoded(items)), strict=True):
             item.objects = objects
 
     def _generate(self, items: list[_Item], slots: list[ItemResult | None]) -> None:
@@ -211,9 +236,14 @@ def _result(item: _Item, comment: str, fallback: bool) -> CommentResult:
         objects=item.objects,
         generator=item.generator,
         timings_ms=item.timings_ms,
-        image_size=item.decoded.original_size,
+        image_size=item.decoded.original_size if item.decoded is not None else (0, 0),
         fallback=fallback,
     )
+
+
+def _decoded(items: list[_Item]) -> list[DecodedImage]:
+    """The images of items that came with one (the detection stages only ever see those)."""
+    return [item.decoded for item in items if item.decoded is not None]
 
 
 def _dummy_jpeg() -> bytes:

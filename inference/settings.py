@@ -78,6 +78,10 @@ class Settings(BaseSettings):
 
     # --- bots (shared) ---------------------------------------------------------------------------
     state_db: Path = Path("data/state.sqlite3")
+    database_url: str | None = None  # e.g. postgresql+asyncpg://…; None: the SQLite file state_db
+    feedback_retention_days: int = Field(default=180, ge=1, le=36500)
+    regenerate_per_comment: int = Field(default=3, ge=0, le=20)
+    regenerate_per_chat_per_hour: int = Field(default=20, ge=0, le=10_000)
     allowed_chat_ids: IdList = frozenset()  # empty: every chat
     admin_user_ids: IdList = frozenset()
 
@@ -112,7 +116,9 @@ class Settings(BaseSettings):
             raise ValueError("must be auto, cpu, cuda, cuda:N or mps")
         return value
 
-    @field_validator("object_weights", "discord_admin_role", "telegram_webhook_url", mode="before")
+    @field_validator(
+        "object_weights", "discord_admin_role", "telegram_webhook_url", "database_url", mode="before"
+    )
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value

@@ -52,6 +52,7 @@ class Job:
     sample: bool
     # Wall-clock (time.time) on purpose: the deadline crosses process and, later, machine boundaries.
     deadline: float
+    keywords: tuple[str, ...] | None = None  # set: a new comment for these keywords, no image (🔄)
 
 
 @dataclass(frozen=True, slots=True)

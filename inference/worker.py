@@ -125,7 +125,10 @@ def next_batch(jobs: Any, policy: BatchPolicy) -> tuple[list[Job], bool]:
 
 
 def run_jobs(pipeline: BatchPipeline, batch: list[Job], request_type: Callable[..., Any]) -> list[JobOutcome]:
-    requests = [request_type(image=job.image, generator=job.generator, sample=job.sample) for job in batch]
+    requests = [
+        request_type(image=job.image, generator=job.generator, sample=job.sample, keywords=job.keywords)
+        for job in batch
+    ]
     started = time.perf_counter()
     try:
         answers = pipeline.run_batch(requests)

@@ -12,7 +12,7 @@ from PIL import Image
 
 from bot import messages
 from bot.core import ChatRef, PhotoService
-from bot.store import ChatSettingsStore
+from bot.store import Store
 from inference.errors import CommentBotError, JobTimeoutError, NotAnImageError, QueueFullError
 from inference.settings import Settings
 from tests.fakes.inference_client import FakeInferenceClient
@@ -38,8 +38,8 @@ def _settings(tmp_path: Path, **overrides: object) -> Settings:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[ChatSettingsStore]:
-    store = ChatSettingsStore(tmp_path / "state.sqlite3")
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    store = Store(tmp_path / "state.sqlite3")
     await store.open()
     yield store
     await store.close()
@@ -51,7 +51,7 @@ def client() -> FakeInferenceClient:
 
 
 @pytest.fixture
-def service(tmp_path: Path, client: FakeInferenceClient, store: ChatSettingsStore) -> PhotoService:
+def service(tmp_path: Path, client: FakeInferenceClient, store: Store) -> PhotoService:
     return PhotoService(client, store, _settings(tmp_path))
 
 
@@ -62,7 +62,7 @@ def test_chat_keys_are_stable_per_platform() -> None:
     assert ChatRef("discord", 9, 9, False).key == "discord:dm:9"
 
 
-def test_allow_list_and_admins(tmp_path: Path, client: FakeInferenceClient, store: ChatSettingsStore) -> None:
+def test_allow_list_and_admins(tmp_path: Path, client: FakeInferenceClient, store: Store) -> None:
     open_service = PhotoService(client, store, _settings(tmp_path))
     assert open_service.is_allowed(PRIVATE) and open_service.is_allowed(GROUP)
     assert not open_service.is_admin(42) and not open_service.is_admin(None)
@@ -105,7 +105,7 @@ async def test_unknown_model_lists_names_and_keeps_choice(service: PhotoService)
 
 async def test_stale_stored_generator_falls_back_to_default(
     service: PhotoService,
-    store: ChatSettingsStore,
+    store: Store,
     client: FakeInferenceClient,
     caplog: pytest.LogCaptureFixture,
 ) -> None:

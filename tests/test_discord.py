@@ -35,7 +35,7 @@ from bot.discord_app import (
     make_intents,
     run_discord,
 )
-from bot.store import ChatSettingsStore
+from bot.store import Store
 from inference.client import InferenceClient
 from inference.errors import ImageError, QueueFullError
 from inference.settings import Settings
@@ -69,7 +69,7 @@ def write_noise_png(path: Path, side: int = 48) -> Path:
 class DiscordHarness:
     bot: MupleBot
     client: CommentClient
-    store: ChatSettingsStore
+    store: Store
     settings: Settings
     tmp_path: Path
     sent: list[dict[str, Any]] = field(default_factory=list)  # payloads of every message the bot sent
@@ -122,7 +122,7 @@ class DiscordHarness:
 
 async def start_harness(tmp_path: Path, client: CommentClient, **overrides: Any) -> DiscordHarness:
     settings = settings_for(tmp_path, **overrides)
-    store = ChatSettingsStore(settings.state_db)
+    store = Store(settings.state_db)
     await store.open()
     service = PhotoService(client, store, settings)
     # dpytest only caches members when the members intent is on; production intents are tested below.
@@ -459,7 +459,7 @@ async def test_prefix_help_and_admin_only_stats(harness: DiscordHarness) -> None
     harness.use_settings(admin_user_ids=frozenset({harness.alice.id}))
     await dpytest.message("!stats", channel=harness.photos, member=harness.alice)
     [stats] = harness.replies()
-    assert stats.content == harness.bot.service.stats_text()
+    assert stats.content == await harness.bot.service.stats_report()
     assert stats.content.startswith("📊")
 
 
@@ -600,7 +600,7 @@ async def test_slash_model_autocomplete_offers_generator_names(
 # --- start-up ------------------------------------------------------------------------------------
 async def test_setup_hook_adds_cogs_and_syncs_to_the_test_guild(tmp_path: Path) -> None:
     settings = settings_for(tmp_path, discord_test_guild_id=1234)
-    service = PhotoService(FakeInferenceClient(), ChatSettingsStore(settings.state_db), settings)
+    service = PhotoService(FakeInferenceClient(), Store(settings.state_db), settings)
     bot = MupleBot(service=service, settings=settings)
     synced: list[tuple[int, list[str]]] = []
 
@@ -617,14 +617,14 @@ async def test_setup_hook_adds_cogs_and_syncs_to_the_test_guild(tmp_path: Path) 
     bot._application = discord.utils.MISSING
     bot._connection.application_id = 99
     await bot.setup_hook()
-    assert sorted(bot.cogs) == ["Info", "Models", "Photos"]
-    assert synced == [(1234, ["help", "model", "stats"])]
+    assert sorted(bot.cogs) == ["Feedback", "Info", "Models", "Photos"]
+    assert synced == [(1234, ["forget", "help", "model", "stats"])]
     await bot.close()
 
 
 async def test_sync_failure_keeps_the_bot_running(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     settings = settings_for(tmp_path)
-    service = PhotoService(FakeInferenceClient(), ChatSettingsStore(settings.state_db), settings)
+    service = PhotoService(FakeInferenceClient(), Store(settings.state_db), settings)
     bot = MupleBot(service=service, settings=settings)
     bot._connection.application_id = 99
 
@@ -662,7 +662,7 @@ async def test_refused_start_stops_with_instructions_and_closes(
 ) -> None:
     secret = "very-secret-discord-token"
     settings = settings_for(tmp_path, discord_bot_token=secret)
-    service = PhotoService(FakeInferenceClient(), ChatSettingsStore(settings.state_db), settings)
+    service = PhotoService(FakeInferenceClient(), Store(settings.state_db), settings)
     bots: list[MupleBot] = []
 
     async def login(self: MupleBot, token: str) -> None:
@@ -688,7 +688,7 @@ async def test_run_discord_closes_cleanly_when_cancelled(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = settings_for(tmp_path, discord_bot_token="t")
-    service = PhotoService(FakeInferenceClient(), ChatSettingsStore(settings.state_db), settings)
+    service = PhotoService(FakeInferenceClient(), Store(settings.state_db), settings)
     connected = asyncio.Event()
     bots: list[MupleBot] = []
 

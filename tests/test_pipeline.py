@@ -368,3 +368,26 @@ def test_joint_model_splits_faces_and_objects_with_their_own_thresholds() -> Non
     assert [face.label for face in faces] == ["happy"]
     assert [obj.label for obj in objects] == ["car", "person"]
     assert build_keywords(faces, objects, max_keywords=4) == ["기쁨", "차"]  # person: never a keyword
+
+
+def test_keywords_only_request_skips_decoding_and_detection(pipeline: Pipeline) -> None:
+    """🔄: a new comment for stored keywords; no image, so no decode or detector stage runs."""
+    result = run_one(pipeline, b"", keywords=("기쁨", "안경"), generator="gpt2")
+    assert result.keywords == ["기쁨", "안경"] and result.generator == "gpt2"
+    assert result.faces == [] and result.objects == [] and result.image_size == (0, 0)
+    assert "decode" not in result.timings_ms and "emotion" not in result.timings_ms
+    assert result.timings_ms["generate"] > 0 and has_hangul(result.comment)
+
+
+def test_warmup_runs_every_generator(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The warm-up photo shows no face (a template answers it), so the generators get their own pass."""
+    warmed: list[str] = []
+    original = pipeline.generators.comments
+
+    def spy(name: str, keyword_lists: object, sample: bool) -> object:
+        warmed.append(name)
+        return original(name, keyword_lists, sample)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline.generators, "comments", spy)
+    pipeline.warmup()
+    assert sorted(warmed) == pipeline.generator_names()

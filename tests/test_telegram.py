@@ -26,7 +26,7 @@ from bot import app as bot_app
 from bot import messages
 from bot.app import TokenRedactingFilter, quiet_http_loggers
 from bot.core import CommentClient, PhotoService, PlatformStartupError
-from bot.store import ChatSettingsStore, StoreClosedError
+from bot.store import Store, StoreClosedError
 from bot.telegram_app import COMMANDS, build_application, run_telegram, telegram_running, webhook_arguments
 from inference.client import InferenceClient
 from inference.errors import ImageError, QueueFullError
@@ -98,7 +98,7 @@ async def running_bot(
     settings: Settings, client: CommentClient, *, typing_interval_s: float = 4.0
 ) -> AsyncIterator[PhotoService]:
     """A real Application polling the fake server; the client is shared, the store is its own."""
-    store = ChatSettingsStore(settings.state_db)
+    store = Store(settings.state_db)
     await store.open()
     service = PhotoService(client, store, settings)
     application = build_application(
@@ -258,7 +258,7 @@ async def test_application_owning_its_resources_opens_and_closes_them(
     """The PTB-example path: post_init opens the store and starts the client, post_shutdown closes them."""
     settings = settings_for()
     client = FakeInferenceClient()
-    store = ChatSettingsStore(settings.state_db)
+    store = Store(settings.state_db)
     application = build_application(settings, PhotoService(client, store, settings), owns_service=True)
     async with telegram_running(application, poll_timeout_s=1):
         assert client.state == "running"
@@ -552,7 +552,7 @@ async def test_a_rejected_token_stops_with_a_clear_message(
     server: FakeTelegramServer, settings_for: Any
 ) -> None:
     settings = settings_for(telegram_bot_token="111:wrong-token")
-    store = ChatSettingsStore(settings.state_db)
+    store = Store(settings.state_db)
     service = PhotoService(FakeInferenceClient(), store, settings)
     with pytest.raises(PlatformStartupError, match="TELEGRAM_BOT_TOKEN"):
         async with asyncio.timeout(20):
@@ -563,7 +563,7 @@ async def test_a_platform_failing_at_start_stops_the_process_with_exit_1(
     server: FakeTelegramServer, settings_for: Any
 ) -> None:
     settings = settings_for(telegram_bot_token="111:wrong-token")
-    store = ChatSettingsStore(settings.state_db)
+    store = Store(settings.state_db)
     service = PhotoService(FakeInferenceClient(), store, settings)
     stop = asyncio.Event()
     async with asyncio.timeout(20):

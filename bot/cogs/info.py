@@ -32,4 +32,4 @@ class InfoCog(commands.Cog, name="Info"):
             logger.info("user %s asked for /stats without being an admin", ctx.author.id)
             await ctx.send(messages.ADMIN_ONLY, ephemeral=True)
             return
-        await ctx.send(self.service.stats_text(), ephemeral=True)
+        await ctx.send(await self.service.stats_report(), ephemeral=True)

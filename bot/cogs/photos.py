@@ -17,6 +17,7 @@ from PIL import Image, UnidentifiedImageError
 
 from bot import messages
 from bot.cogs.common import chat_ref_for, clip
+from bot.cogs.feedback import send_comment
 from bot.core import ChatRef, PhotoService
 from inference.settings import Settings
 
@@ -126,7 +127,11 @@ class PhotosCog(commands.Cog, name="Photos"):
         if kind is AttachmentKind.UNKNOWN and not sniff_is_image(data):
             logger.debug("attachment %s from %s is not an image; ignored", attachment.id, chat.key)
             return
-        await send_reply(message, await self.service.comment_for_photo(chat, data))
+        reply = await self.service.comment_result(chat, data)
+        if isinstance(reply, str):
+            await send_reply(message, reply)
+        else:
+            await send_comment(message, attachment, chat, reply, data, self.service)
 
 
 async def show_typing(stack: contextlib.AsyncExitStack, channel: discord.abc.Messageable) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from PIL import Image, UnidentifiedImageError
@@ -22,7 +23,7 @@ from inference.errors import (
     QueueFullError,
     UnknownGeneratorError,
 )
-from inference.results import CommentResult
+from inference.results import CommentResult, Face
 from inference.transport import Job, JobOutcome, TransportCounters, WorkerInfo
 
 
@@ -57,6 +58,7 @@ class FakeInferenceClient:
         self.max_image_bytes = max_image_bytes
         self.delay_s = delay_s
         self.fail_with: BaseException | None = None  # raised by the next comment() calls
+        self.regenerated = 0  # keywords-only (🔄) calls
         self.calls: list[tuple[str, str | None]] = []  # (chat_key, generator)
         self._stats = FakeQueueStats()
         self.state = "new"
@@ -74,7 +76,15 @@ class FakeInferenceClient:
     def stats(self) -> FakeQueueStats:
         return self._stats
 
-    async def comment(self, image: bytes, *, chat_key: str, generator: str | None = None) -> CommentResult:
+    async def comment(
+        self,
+        image: bytes,
+        *,
+        chat_key: str,
+        generator: str | None = None,
+        keywords: Sequence[str] | None = None,
+    ) -> CommentResult:
+        """A photo's comment, or with ``keywords`` a new one for them (🔄: no image, no decoding)."""
         self.calls.append((chat_key, generator))
         if self.fail_with is not None:
             raise self.fail_with
@@ -90,6 +100,9 @@ class FakeInferenceClient:
         name = generator or self.default_generator
         if name not in self.generators:
             raise UnknownGeneratorError(name, self.generator_names())
+        if keywords is not None:
+            self.regenerated += 1
+            return self._result([*keywords], name, (0, 0), f"다시 봐도 {self.regenerated}번째로 좋아요 🔄✨")
         self._stats.in_flight += 1
         self._per_chat[chat_key] += 1
         try:
@@ -102,14 +115,15 @@ class FakeInferenceClient:
             self._stats.in_flight -= 1
             self._per_chat[chat_key] -= 1
         self._stats.jobs_done += 1
-        keywords = ["기쁨"] if size[0] >= size[1] else ["평온"]
+        found = ["기쁨"] if size[0] >= size[1] else ["평온"]
+        return self._result(found, name, size, f"{', '.join(found)} 가득한 사진이네요 😊✨ ({name})")
+
+    def _result(self, keywords: list[str], name: str, size: tuple[int, int], text: str) -> CommentResult:
+        faces = (
+            [Face("happy", "기쁨", 0.9, (1.0, 1.0, size[0] / 2, size[1] / 2))] if "기쁨" in keywords else []
+        )
         return CommentResult(
-            comment=f"{', '.join(keywords)} 가득한 사진이네요 😊✨ ({name})",
-            keywords=keywords,
-            faces=[],
-            objects=[],
-            generator=name,
-            image_size=size,
+            comment=text, keywords=keywords, faces=faces, objects=[], generator=name, image_size=size
         )
 
 
