@@ -125,7 +125,7 @@ class PhotoService:
             "commented photo from %s with %s in %.0f ms (keywords: %s)",
             chat.key,
             result.generator,
-            sum(result.timings_ms.values()),
+            result.timings_ms.get("total", 0.0),
             ", ".join(result.keywords),
         )
         return result

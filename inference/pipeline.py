@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from inference.errors import CommentBotError, InferenceFailedError
+from inference.errors import CommentBotError, InferenceFailedError, JobTimeoutError
 from inference.images import DecodedImage, decode_image
 from inference.keywords import build_keywords
 from inference.results import CommentResult, DetectedObject, Face
@@ -39,6 +39,7 @@ class PipelineRequest:
     image: bytes
     generator: str | None = None  # None → settings.default_generator
     sample: bool = True  # True: sampled (bot); False: deterministic (eval/benchmark)
+    deadline: float | None = None  # time.time() after which nobody waits for the answer any more
 
 
 @dataclass(slots=True)
@@ -50,6 +51,7 @@ class _Item:
     sample: bool
     decoded: DecodedImage
     timings_ms: dict[str, float]
+    deadline: float | None = None
     faces: list[Face] = field(default_factory=list)
     objects: list[DetectedObject] = field(default_factory=list)
     keywords: list[str] = field(default_factory=list)
@@ -102,20 +104,26 @@ class Pipeline:
         logger.info("warm-up done in %.0f ms", (time.perf_counter() - started) * 1000)
 
     def run_batch(self, requests: Sequence[PipelineRequest]) -> list[ItemResult]:
-        """One result per request, in order; per-item problems come back as the error in that slot."""
+        """One result per request, in order; per-item problems come back as the error in that slot.
+
+        ``timings_ms`` is the photo's own: its decode, plus its share of each batched stage (the stage's
+        time divided among the photos it ran on); ``total`` sums them, ``batch`` is the whole batch's
+        wall time. Requests whose deadline passes between stages are dropped before generation.
+        """
         started = time.perf_counter()
         slots: list[ItemResult | None] = [None] * len(requests)
         items = self._preprocess(requests, slots)
-        items = self._stage("emotion", items, slots, self._detect_emotions)
+        items = self._stage("emotion", _drop_expired(items, slots), slots, self._detect_emotions)
         if self.objects is not None:
             items = self._stage("objects", items, slots, self._detect_objects)
         for item in items:
             item.keywords = build_keywords(item.faces, item.objects, self.settings.max_keywords)
-        self._generate(items, slots)
-        total_ms = (time.perf_counter() - started) * 1000
+        self._generate(_drop_expired(items, slots), slots)
+        batch_ms = (time.perf_counter() - started) * 1000
         for index, slot in enumerate(slots):
             if isinstance(slot, CommentResult):
-                slot.timings_ms["total"] = total_ms
+                slot.timings_ms["total"] = sum(slot.timings_ms.values())
+                slot.timings_ms["batch"] = batch_ms
             elif slot is None:  # defensive: every path above fills its slots
                 slots[index] = InferenceFailedError("no result produced")
         return [slot for slot in slots if slot is not None]
@@ -138,7 +146,8 @@ class Pipeline:
                 slots[index] = exc
                 continue
             decode_ms = (time.perf_counter() - started) * 1000
-            items.append(_Item(index, generator, request.sample, decoded, {"decode": decode_ms}))
+            timings = {"decode": decode_ms}
+            items.append(_Item(index, generator, request.sample, decoded, timings, request.deadline))
         return items
 
     def _stage(
@@ -159,9 +168,9 @@ class Pipeline:
             for item in items:
                 slots[item.index] = InferenceFailedError(f"{name} failed: {exc!r}")
             return []
-        elapsed_ms = (time.perf_counter() - started) * 1000
+        share_ms = (time.perf_counter() - started) * 1000 / len(items)
         for item in items:
-            item.timings_ms[name] = elapsed_ms
+            item.timings_ms[name] = item.timings_ms.get(name, 0.0) + share_ms
         return items
 
     def _detect_emotions(self, items: list[_Item]) -> None:
@@ -187,6 +196,18 @@ class Pipeline:
                     slots[item.index] = _result(item, comment.text, comment.fallback)
 
             self._stage("generate", group, slots, run)
+
+
+def _drop_expired(items: list[_Item], slots: list[ItemResult | None]) -> list[_Item]:
+    """Fail items nobody waits for any more (the bot gave up at their deadline) instead of computing them."""
+    now = time.time()
+    live = [item for item in items if item.deadline is None or item.deadline > now]
+    if len(live) < len(items):
+        logger.warning("dropping %d request(s) whose deadline passed during the batch", len(items) - len(live))
+        for item in items:
+            if item.deadline is not None and item.deadline <= now:
+                slots[item.index] = JobTimeoutError("deadline passed during the batch")
+    return live
 
 
 def _result(item: _Item, comment: str, fallback: bool) -> CommentResult:

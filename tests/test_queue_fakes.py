@@ -36,6 +36,7 @@ class FakeRequest:
     image: bytes
     generator: str | None = None
     sample: bool = True
+    deadline: float | None = None
 
 
 class FakePipeline:
