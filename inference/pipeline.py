@@ -203,7 +203,7 @@ def _drop_expired(items: list[_Item], slots: list[ItemResult | None]) -> list[_I
     now = time.time()
     live = [item for item in items if item.deadline is None or item.deadline > now]
     if len(live) < len(items):
-        logger.warning("dropping %d request(s) whose deadline passed during the batch", len(items) - len(live))
+        logger.warning("dropping %d request(s) whose deadline passed in the batch", len(items) - len(live))
         for item in items:
             if item.deadline is not None and item.deadline <= now:
                 slots[item.index] = JobTimeoutError("deadline passed during the batch")
