@@ -130,6 +130,11 @@ def telegram_not_delivered(error: BaseException) -> bool:
     return isinstance(cause, httpx.RemoteProtocolError) and _CLOSED_WITHOUT_ANSWER in str(cause)
 
 
+def telegram_refused(error: BaseException) -> bool:
+    """Telegram answered "no" (bad request, blocked, chat gone): nothing to retry, nothing landed."""
+    return isinstance(error, _TELEGRAM_FINAL)
+
+
 def telegram_download_transient(error: BaseException) -> bool:
     """getFile and file downloads are reads: any network failure, 5xx, 429 or short file is retried."""
     if isinstance(error, ShortDownloadError | RetryAfter):

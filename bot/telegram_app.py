@@ -35,7 +35,13 @@ from telegram.ext import (
 
 from bot import messages
 from bot.core import ChatRef, PhotoService, PlatformStartupError, is_busy
-from bot.delivery import check_length, retrying, telegram_download_transient, telegram_not_delivered
+from bot.delivery import (
+    check_length,
+    retrying,
+    telegram_download_transient,
+    telegram_not_delivered,
+    telegram_refused,
+)
 from bot.pacing import BusyNotices, ChatPacer
 from inference.errors import CommentBotError
 from inference.results import CommentResult
@@ -65,6 +71,22 @@ for _extension in IMAGE_EXTENSIONS:
     IMAGE_FILTER = IMAGE_FILTER | filters.Document.FileExtension(_extension)
 
 
+class ErrorPageLogFilter(logging.Filter):
+    """PTB logs a proxy's HTML error page (a 502 from Telegram's front) as a JSON-parsing traceback
+    before raising the ``NetworkError`` that ``bot.delivery`` retries: keep one warning line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith("Can not load invalid JSON data"):
+            record.msg, record.args = "Bot API answered with a non-JSON error page (retried where safe)", ()
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+_ERROR_PAGE_FILTER = ErrorPageLogFilter()
+PTB_REQUEST_LOGGER = "telegram.request.BaseRequest"
+
+
 @dataclass(frozen=True, slots=True)
 class BotResources:
     """What handlers need, stored in ``application.bot_data["resources"]``."""
@@ -87,6 +109,9 @@ def build_application(
     """The configured PTB ``Application``; ``settings.telegram_bot_token`` must be set."""
     if settings.telegram_bot_token is None:
         raise ValueError("TELEGRAM_BOT_TOKEN is not set")
+    request_logger = logging.getLogger(PTB_REQUEST_LOGGER)
+    if _ERROR_PAGE_FILTER not in request_logger.filters:
+        request_logger.addFilter(_ERROR_PAGE_FILTER)
     application = (
         Application.builder()
         .token(settings.telegram_bot_token.get_secret_value())
@@ -286,13 +311,30 @@ async def deliver_reply(message: Message, text: str, settings: Settings) -> Mess
             window_s=settings.delivery_window_s,
         )
     except TelegramError as exc:
-        logger.error(
-            "reply to message %s in chat %s not delivered: %s: %s",
-            message.message_id,
-            message.chat_id,
-            type(exc).__name__,
-            exc,
-        )
+        if telegram_refused(exc):
+            logger.warning(
+                "Telegram refused the reply to message %s in chat %s: %s",
+                message.message_id,
+                message.chat_id,
+                exc,
+            )
+        elif telegram_not_delivered(exc):
+            logger.error(
+                "reply to message %s in chat %s not delivered within %.0f s: %s: %s",
+                message.message_id,
+                message.chat_id,
+                settings.delivery_window_s,
+                type(exc).__name__,
+                exc,
+            )
+        else:  # e.g. the connection died after the request went out: repeating could duplicate it
+            logger.warning(
+                "reply to message %s in chat %s may or may not have landed (%s: %s); not repeated",
+                message.message_id,
+                message.chat_id,
+                type(exc).__name__,
+                exc,
+            )
         return None
 
 
