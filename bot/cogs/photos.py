@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import logging
 import mimetypes
+import warnings
 from enum import Enum
 from pathlib import PurePosixPath
 
@@ -17,7 +19,10 @@ from PIL import Image, UnidentifiedImageError
 
 from bot import messages
 from bot.cogs.common import chat_ref_for, clip
-from bot.core import ChatRef, PhotoService
+from bot.core import ChatRef, PhotoService, is_busy
+from bot.delivery import ShortDownloadError, check_length, retrying
+from bot.pacing import BusyNotices
+from inference.errors import CommentBotError
 from inference.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -54,12 +59,32 @@ def classify_upload(content_type: str | None, filename: str) -> AttachmentKind:
     return AttachmentKind.OTHER if guessed else AttachmentKind.UNKNOWN
 
 
+BUSY_REACTION = "🙏"  # refused photos after the burst's one "busy" text
+
+
+def discord_transient(error: BaseException) -> bool:
+    """Server errors, rate limits, dropped connections, timeouts and short files. Safe for sends too:
+    they carry a nonce that Discord enforces, so a repeat of a message that landed is not posted again."""
+    if isinstance(error, discord.DiscordServerError | discord.RateLimited | ShortDownloadError):
+        return True
+    if isinstance(error, discord.HTTPException):
+        return error.status >= 500 or error.status == 429
+    return isinstance(
+        error, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError | asyncio.TimeoutError
+    )
+
+
 def sniff_is_image(data: bytes) -> bool:
-    """True when the bytes start like an image Pillow (or pillow-heif) can open; reads headers only."""
+    """True when the bytes start like an image Pillow (or pillow-heif) can open; reads headers only.
+    A header claiming too many pixels is an image too: the pipeline answers it with "too many pixels"."""
     try:
-        with Image.open(io.BytesIO(data)):
-            return True
-    except (UnidentifiedImageError, OSError, ValueError):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)):
+                return True
+    except Image.DecompressionBombError:
+        return True
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
         pass
     try:  # iPhone HEIC/HEIF photos, unless pillow-heif's opener is registered with Pillow anyway
         return bool(pillow_heif.is_supported(data))
@@ -73,6 +98,7 @@ class PhotosCog(commands.Cog, name="Photos"):
     def __init__(self, service: PhotoService, settings: Settings) -> None:
         self.service = service
         self.settings = settings
+        self.busy_notices = BusyNotices(settings.busy_notice_interval_s)
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
@@ -88,14 +114,20 @@ class PhotosCog(commands.Cog, name="Photos"):
         if not self.service.is_allowed(chat):
             logger.info("ignoring photo from %s: chat not allowed", chat.key)
             if not chat.is_group:  # in a DM the user is talking to us: say why nothing happens
-                await send_reply(message, messages.NOT_ALLOWED)
+                await send_reply(message, messages.NOT_ALLOWED, nonce=_nonce(message, 0))
             return
         async with contextlib.AsyncExitStack() as stack:
             await show_typing(stack, message.channel)
             # One image after another: replies keep the attachment order and the per-chat limit
-            # of the queue is never hit by our own message.
-            for attachment in candidates:
-                await self.answer_attachment(message, chat, attachment)
+            # of the queue is never hit by our own message. One bad attachment never stops the rest.
+            for index, attachment in enumerate(candidates):
+                try:
+                    await self.answer_attachment(message, chat, attachment, index)
+                except Exception:
+                    logger.exception("attachment %s from %s failed unexpectedly", attachment.id, chat.key)
+                    await send_reply(
+                        message, messages.GENERIC_ERROR, nonce=_nonce(message, index), window_s=0
+                    )
 
     def watches(self, channel: discord.abc.Messageable) -> bool:
         """DMs always; guild channels when DISCORD_CHANNEL_IDS is empty or lists them (or their
@@ -108,25 +140,39 @@ class PhotosCog(commands.Cog, name="Photos"):
         return getattr(channel, "id", None) in wanted or getattr(channel, "parent_id", None) in wanted
 
     async def answer_attachment(
-        self, message: discord.Message, chat: ChatRef, attachment: discord.Attachment
+        self, message: discord.Message, chat: ChatRef, attachment: discord.Attachment, index: int = 0
     ) -> None:
         kind = classify_attachment(attachment)
         limit = self.settings.max_image_bytes
+        window_s = self.settings.delivery_window_s
+        nonce = _nonce(message, index)
         if attachment.size > limit:
             if kind is AttachmentKind.IMAGE:  # refused before downloading a byte
                 logger.info("attachment from %s too big: %d bytes", chat.key, attachment.size)
-                await send_reply(message, messages.file_too_big(limit, "discord"))
+                await send_reply(
+                    message, messages.file_too_big(limit, "discord"), nonce=nonce, window_s=window_s
+                )
             return
         try:
-            data = await attachment.read()
-        except (discord.HTTPException, aiohttp.ClientError, OSError) as exc:
+            data = await retrying(
+                lambda: _read_whole(attachment),
+                transient=discord_transient,
+                what=f"download of attachment {attachment.id}",
+                window_s=self.settings.download_window_s,
+            )
+        except (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError, ShortDownloadError) as exc:
             logger.warning("could not download attachment %s from %s: %s", attachment.id, chat.key, exc)
-            await send_reply(message, messages.DOWNLOAD_FAILED)
+            await send_reply(message, messages.DOWNLOAD_FAILED, nonce=nonce, window_s=window_s)
             return
         if kind is AttachmentKind.UNKNOWN and not sniff_is_image(data):
             logger.debug("attachment %s from %s is not an image; ignored", attachment.id, chat.key)
             return
-        await send_reply(message, await self.service.comment_for_photo(chat, data))
+        outcome = await self.service.photo_outcome(chat, data)
+        if is_busy(outcome) and not self.busy_notices.text_allowed(chat.key):
+            await _react(message, BUSY_REACTION)
+            return
+        text = outcome.user_message if isinstance(outcome, CommentBotError) else outcome.comment
+        await send_reply(message, text, nonce=nonce, window_s=window_s)
 
 
 async def show_typing(stack: contextlib.AsyncExitStack, channel: discord.abc.Messageable) -> None:
@@ -137,14 +183,39 @@ async def show_typing(stack: contextlib.AsyncExitStack, channel: discord.abc.Mes
         logger.debug("typing indicator refused: %s", exc)
 
 
-async def send_reply(message: discord.Message, text: str) -> None:
-    """Reply to ``message`` (as a normal message if it was deleted meanwhile); never raises."""
-    try:
-        await message.channel.send(
+async def send_reply(message: discord.Message, text: str, *, nonce: str, window_s: float = 0.0) -> None:
+    """Reply to ``message`` (as a normal message if it was deleted meanwhile); never raises. Transient
+    failures are retried for ``window_s``; the nonce (enforced by Discord) keeps a retry from posting
+    a reply that already landed a second time."""
+    channel = message.channel
+
+    async def send() -> discord.Message:
+        return await channel.send(
             clip(text),
             reference=message.to_reference(fail_if_not_exists=False),
             allowed_mentions=discord.AllowedMentions.none(),  # generated text must never ping anyone
+            nonce=nonce,
         )
-    except discord.HTTPException as exc:
+
+    try:
+        await retrying(send, transient=discord_transient, what=f"reply to {message.id}", window_s=window_s)
+    except (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError) as exc:
         # Typically Missing Permissions (no Send Messages in that channel): nothing to tell anyone.
-        logger.warning("could not reply in channel %s: %s", getattr(message.channel, "id", "?"), exc)
+        logger.warning("could not reply in channel %s: %s", getattr(channel, "id", "?"), exc)
+
+
+async def _read_whole(attachment: discord.Attachment) -> bytes:
+    return check_length(await attachment.read(), attachment.size, f"attachment {attachment.id}")
+
+
+async def _react(message: discord.Message, emoji: str) -> None:
+    """Best effort: a reaction is a courtesy, its failure costs nothing."""
+    try:
+        await message.add_reaction(emoji)
+    except (discord.HTTPException, aiohttp.ClientError) as exc:
+        logger.info("could not react to message %s: %s", message.id, exc)
+
+
+def _nonce(message: discord.Message, index: int) -> str:
+    """Unique per reply and stable across its retries (Discord allows 25 characters)."""
+    return f"{message.id}{index:02d}"[-25:]
