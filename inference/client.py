@@ -47,6 +47,7 @@ logger = logging.getLogger(__name__)
 
 LATENCY_WINDOW = 1000  # p50/p95 over the most recent jobs, so /stats reflects the current load
 BATCHES_AHEAD = 2  # jobs at the worker at once, in batches: one running, one ready to start
+SHED_AT = 0.95  # a waiting job projected to finish after this share of its deadline is refused at once
 
 
 @dataclass(eq=False)
@@ -172,6 +173,11 @@ class InferenceClient:
         started = time.perf_counter()
         try:
             result = await self._run(entry)
+        except ExpectedWaitError as exc:  # shed while waiting: a refusal for load, like at the door
+            self._counts["rejected"] += 1
+            self._errors[exc.code] += 1
+            logger.info("job %d for %s refused while waiting: %s", job.job_id, chat_key, exc)
+            raise
         except CommentBotError as exc:
             self._count_failure(exc)
             logger.info("job %d for %s failed: %s (%s)", job.job_id, chat_key, exc.code, exc)
@@ -274,9 +280,28 @@ class InferenceClient:
             self._service.observe(outcome.worker_ms, outcome.batch_size)
             if not entry.outcome.done():
                 entry.outcome.set_result(outcome)
+            self._shed_late()
         finally:
             self._at_worker -= 1
             self._has_work.set()
+
+    def _shed_late(self) -> None:
+        """When the measured time per photo rose (a slower machine), waiting jobs that can no longer make
+        their deadline are refused now ("busy"), instead of timing out after the whole wait; the
+        round-robin tail (the deepest bursts) goes first."""
+        per_photo_s = self._service.per_photo_s
+        if per_photo_s is None or not self._waiting:
+            return
+        limit_s = self._settings.job_timeout_s * SHED_AT
+        now = time.monotonic()
+        for position, entry in enumerate(self._waiting.dispatch_order()):
+            if entry is None:
+                continue
+            projected_s = now - entry.admitted_at + (self._at_worker + position + 1) * per_photo_s
+            if projected_s > limit_s and self._waiting.remove(entry.chat_key, entry):
+                entry.outcome.set_exception(
+                    ExpectedWaitError(f"job {entry.job.job_id} would finish after {projected_s:.1f} s")
+                )
 
     def _forget(self, entry: _Waiting) -> None:
         """The caller gave up (timeout, cancellation): the job leaves the queue or the worker forgets it."""
