@@ -53,7 +53,7 @@ class FakeTelegramServer:
         self.rate_limited: list[str] = []
         self.deleted_messages: set[int] = set()  # replying to these needs allow_sending_without_reply
         self.faults: FaultPlan | None = None
-        self.delivered: list[dict[str, Any]] = []  # sendMessage params of messages that landed
+        self.delivered: list[dict[str, Any]] = []  # sendMessage params (+ "_delivered_at") that landed
         self.reactions: list[dict[str, Any]] = []  # setMessageReaction params that landed
         self._updates: list[dict[str, Any]] = []
         self._files: dict[str, StoredFile] = {}
@@ -274,7 +274,7 @@ class FakeTelegramServer:
             "text": params.get("text", ""),
         }
         async with self._changed:
-            self.delivered.append(params)
+            self.delivered.append({**params, "_delivered_at": time.monotonic()})
             self._changed.notify_all()
         return _ok(message)
 
