@@ -129,21 +129,20 @@ def _chat_key(chat_id: object) -> int | str:
 
 
 class BusyNotices:
-    """At most one "busy" text per chat per ``interval_s``; the other refusals in that burst get a
-    reaction instead, so refusals do not eat the chat's message budget."""
+    """One "busy" text per chat per burst of refusals; the other refusals of the burst get a reaction,
+    so refusals do not eat the chat's message budget. A burst lasts while refusals come less than
+    ``interval_s`` apart, so two busy texts are always at least ``interval_s`` apart."""
 
     def __init__(self, interval_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.interval_s = interval_s
         self._clock = clock
-        self._last_text: dict[str, float] = {}
+        self._last_refusal: dict[str, float] = {}
 
     def text_allowed(self, chat_key: str) -> bool:
-        """True (and remembered) when this chat has had no busy text within the interval."""
+        """Record a refusal in this chat; True when it starts a new burst (so it gets the text)."""
         now = self._clock()
-        last = self._last_text.get(chat_key)
-        if last is not None and now - last < self.interval_s:
-            return False
-        self._last_text[chat_key] = now
-        if len(self._last_text) > _MAX_CHAT_LIMITERS:
-            self._last_text = {k: t for k, t in self._last_text.items() if now - t < self.interval_s}
-        return True
+        last = self._last_refusal.get(chat_key)
+        self._last_refusal[chat_key] = now
+        if len(self._last_refusal) > _MAX_CHAT_LIMITERS:
+            self._last_refusal = {k: t for k, t in self._last_refusal.items() if now - t < self.interval_s}
+        return last is None or now - last >= self.interval_s

@@ -219,13 +219,31 @@ class InferenceClient:
             error = QueueFullError(f"{self._outstanding} jobs pending (max {self._settings.max_pending})")
         elif self._per_chat[chat_key] >= self._settings.per_chat_limit:
             error = ChatLimitError(f"{chat_key} has {self._per_chat[chat_key]} jobs in flight")
-        elif (late := self._expected_lateness(chat_key)) is not None:
+        elif (late := self._lateness_after_making_room(chat_key)) is not None:
             error = ExpectedWaitError(late)
         if error is not None:
             self._counts["rejected"] += 1
             self._errors[error.code] += 1
             logger.info("rejected a photo from %s: %s (%s)", chat_key, error.code, error)
             raise error
+
+    def _lateness_after_making_room(self, chat_key: str) -> str | None:
+        """``_expected_lateness``; but a chat with nothing in flight comes before other chats' second or
+        third photo: while the new job would be late, the last waiting job of a chat with several is
+        refused ("busy") to make room, so every chat gets its first photo commented."""
+        late = self._expected_lateness(chat_key)
+        while late is not None and self._per_chat[chat_key] == 0:
+            order = self._waiting.dispatch_order()
+            victim = next(
+                (e for e in reversed(order) if e is not None and self._per_chat[e.chat_key] >= 2), None
+            )
+            if victim is None or not self._waiting.remove(victim.chat_key, victim):
+                return late
+            victim.outcome.set_exception(
+                ExpectedWaitError(f"job {victim.job.job_id} made room for {chat_key}")
+            )
+            late = self._expected_lateness(chat_key)
+        return late
 
     def _expected_lateness(self, chat_key: str) -> str | None:
         """Why a new job from ``chat_key`` would finish too late, or None when it fits.

@@ -86,6 +86,7 @@ class Report:
     injected_faults: dict[str, int] = field(default_factory=dict)
     tracebacks_in_log: int = 0
     error_lines_in_log: int = 0
+    sample_replies: list[str] = field(default_factory=list)  # what users saw, a few of each kind
     bot_exit_code: int | None = None
     load_average_before: float = 0.0
 
@@ -180,10 +181,10 @@ async def send_load(
     return sent
 
 
-def answered(server: FakeTelegramServer, message_id: int) -> bool:
-    return bool(server.delivered_replies_to(message_id)) or any(
-        int(r.get("message_id", 0)) == message_id for r in server.reactions
-    )
+def all_answered(server: FakeTelegramServer, message_ids: list[int]) -> bool:
+    """Every photo got a reply or a reaction (one set, not scans: this runs after every API call)."""
+    answered = server.answered_message_ids()
+    return all(m in answered for m in message_ids)
 
 
 def classify(server: FakeTelegramServer, sent: list[tuple[int, int, float]], report: Report) -> None:
@@ -203,6 +204,8 @@ def classify(server: FakeTelegramServer, sent: list[tuple[int, int, float]], rep
                 report.without_reply += 1
             continue
         text = str(replies[0].get("text"))
+        if text not in report.sample_replies and len(report.sample_replies) < 6:
+            report.sample_replies.append(text)
         if text in busy:
             report.busy_texts += 1
             busy_at.setdefault(chat, []).append(float(replies[0]["_delivered_at"]))
@@ -275,7 +278,8 @@ async def run(args: argparse.Namespace) -> Report:
             if light is not None:
                 sent.append(light)
             report.chats = len({chat for chat, _, _ in sent})
-            everything = lambda: all(answered(server, m) for _, m, _ in sent)  # noqa: E731
+            ids = [m for _, m, _ in sent]
+            everything = lambda: all_answered(server, ids)  # noqa: E731
             with contextlib.suppress(TimeoutError):
                 await server.wait_for(everything, within_s=args.job_timeout_s + 90)
             await asyncio.sleep(3.0)  # late duplicates would show up now

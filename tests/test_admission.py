@@ -97,3 +97,18 @@ async def test_a_light_chat_is_answered_quickly_while_another_floods(tmp_path: P
     assert not isinstance(light, CommentBotError), light
     assert light_s < 3.0, light_s
     assert max(seconds for _, _, seconds in heavy) > light_s + 0.5  # the burst was still being served
+
+
+async def test_a_chat_with_nothing_in_flight_gets_room_before_other_chats_third_photo(tmp_path: Path) -> None:
+    """The queue is full of two chats' bursts; a third chat's first photo is still admitted (the last
+    waiting job of a chat with several makes room) and commented."""
+    async with slow_client(
+        tmp_path, photo_ms=100, slowdown=1.0, job_timeout_s=2.0, max_batch_size=2, per_chat_limit=20
+    ) as client:
+        burst = [asyncio.create_task(outcome(client, chat)) for chat in ("a", "b") for _ in range(12)]
+        await asyncio.sleep(0.2)
+        _, newcomer, _ = await outcome(client, "c")
+        results = await asyncio.gather(*burst)
+    assert not isinstance(newcomer, CommentBotError), newcomer
+    codes = Counter(getattr(r, "code", "ok") for _, r, _ in results)
+    assert codes["expected_wait"] > 0 and codes["timeout"] == 0, codes

@@ -192,14 +192,16 @@ def _reacted(server: FakeTelegramServer, message_id: int) -> bool:
     return any(int(r["message_id"]) == message_id for r in server.reactions)
 
 
-def test_busy_notices_one_text_per_chat_per_interval() -> None:
+def test_busy_notices_one_text_per_chat_per_burst() -> None:
     now = [0.0]
     notices = BusyNotices(10.0, clock=lambda: now[0])
     assert notices.text_allowed("a") and not notices.text_allowed("a") and notices.text_allowed("b")
     now[0] = 9.9
-    assert not notices.text_allowed("a")
-    now[0] = 10.1
-    assert notices.text_allowed("a")
+    assert not notices.text_allowed("a")  # the burst goes on
+    now[0] = 19.0
+    assert not notices.text_allowed("a")  # still < 10 s after the last refusal
+    now[0] = 29.5
+    assert notices.text_allowed("a")  # a quiet 10 s: a new burst
 
 
 def test_short_download_is_detected_and_classified() -> None:

@@ -178,6 +178,11 @@ class FakeTelegramServer:
     def replies_to(self, message_id: int) -> list[dict[str, Any]]:
         return [params for params in self.sent_messages() if _reply_target(params) == message_id]
 
+    def answered_message_ids(self) -> set[int]:
+        """Messages that got a delivered reply or a reaction."""
+        replied = {_reply_target(params) for params in self.delivered}
+        return {m for m in replied if m is not None} | {int(r["message_id"]) for r in self.reactions}
+
     def delivered_replies_to(self, message_id: int) -> list[dict[str, Any]]:
         """Replies that landed (not the attempts the fake failed): what the user sees."""
         return [params for params in self.delivered if _reply_target(params) == message_id]
