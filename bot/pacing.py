@@ -131,12 +131,14 @@ def _chat_key(chat_id: object) -> int | str:
 class BusyNotices:
     """One "busy" text per chat per burst of refusals; the other refusals of the burst get a reaction,
     so refusals do not eat the chat's message budget. A burst lasts while refusals come less than
-    ``interval_s`` apart, so two busy texts are always at least ``interval_s`` apart."""
+    ``interval_s`` apart, and a new text also waits ``interval_s`` after the last one *landed* (pacing and
+    retries can delay it), so the user never sees two busy texts closer than ``interval_s``."""
 
     def __init__(self, interval_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.interval_s = interval_s
         self._clock = clock
         self._last_refusal: dict[str, float] = {}
+        self._last_text: dict[str, float] = {}
 
     def text_allowed(self, chat_key: str) -> bool:
         """Record a refusal in this chat; True when it starts a new burst (so it gets the text)."""
@@ -144,5 +146,19 @@ class BusyNotices:
         last = self._last_refusal.get(chat_key)
         self._last_refusal[chat_key] = now
         if len(self._last_refusal) > _MAX_CHAT_LIMITERS:
-            self._last_refusal = {k: t for k, t in self._last_refusal.items() if now - t < self.interval_s}
-        return last is None or now - last >= self.interval_s
+            self._forget_quiet_chats(now)
+        if last is not None and now - last < self.interval_s:
+            return False
+        text_at = self._last_text.get(chat_key)
+        if text_at is not None and now - text_at < self.interval_s:
+            return False
+        self._last_text[chat_key] = now
+        return True
+
+    def text_sent(self, chat_key: str) -> None:
+        """The busy text landed (later than it was decided, after pacing or retries)."""
+        self._last_text[chat_key] = self._clock()
+
+    def _forget_quiet_chats(self, now: float) -> None:
+        self._last_refusal = {k: t for k, t in self._last_refusal.items() if now - t < self.interval_s}
+        self._last_text = {k: t for k, t in self._last_text.items() if now - t < self.interval_s}

@@ -288,10 +288,13 @@ async def photo_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
     async with resources.typing.typing(context.bot, message.chat_id):
         image = await _download(attachment, limit, resources.settings.download_window_s)
         outcome = image if isinstance(image, str) else await resources.service.photo_outcome(chat, image)
-    if is_busy(outcome) and not resources.busy_notices.text_allowed(chat.key):
+    busy = is_busy(outcome)
+    if busy and not resources.busy_notices.text_allowed(chat.key):
         await _react(message, BUSY_REACTION)
         return
     await deliver_reply(message, _reply_text(outcome), resources.settings)
+    if busy:
+        resources.busy_notices.text_sent(chat.key)
 
 
 def _reply_text(outcome: str | CommentResult | CommentBotError) -> str:

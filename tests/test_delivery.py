@@ -202,6 +202,10 @@ def test_busy_notices_one_text_per_chat_per_burst() -> None:
     assert not notices.text_allowed("a")  # still < 10 s after the last refusal
     now[0] = 29.5
     assert notices.text_allowed("a")  # a quiet 10 s: a new burst
+    now[0] = 35.0
+    notices.text_sent("a")  # that text landed late (pacing, retries)
+    now[0] = 41.0
+    assert not notices.text_allowed("a")  # 11.5 s after the last refusal, but 6 s after the text landed
 
 
 def test_short_download_is_detected_and_classified() -> None:

@@ -168,11 +168,14 @@ class PhotosCog(commands.Cog, name="Photos"):
             logger.debug("attachment %s from %s is not an image; ignored", attachment.id, chat.key)
             return
         outcome = await self.service.photo_outcome(chat, data)
-        if is_busy(outcome) and not self.busy_notices.text_allowed(chat.key):
+        busy = is_busy(outcome)
+        if busy and not self.busy_notices.text_allowed(chat.key):
             await _react(message, BUSY_REACTION)
             return
         text = outcome.user_message if isinstance(outcome, CommentBotError) else outcome.comment
         await send_reply(message, text, nonce=nonce, window_s=window_s)
+        if busy:
+            self.busy_notices.text_sent(chat.key)
 
 
 async def show_typing(stack: contextlib.AsyncExitStack, channel: discord.abc.Messageable) -> None:
