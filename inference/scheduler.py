@@ -5,8 +5,8 @@ in turn (one job per chat per round) instead of first-come-first-served, so one 
 pushes the other chats' photos behind it. ``dispatch_order`` predicts the order the jobs will leave in,
 which is what admission uses to estimate each job's wait.
 
-``ServiceTime`` is the measured cost of one photo in the worker (a moving average of batch time / batch
-size), seeded by the worker's warm-up.
+``ServiceTime`` is the measured cost of one photo in the worker (a moving average over batches of batch
+time / batch size), seeded by the worker's warm-up.
 
 Torch-free: this module runs in the bot's process.
 """
@@ -19,7 +19,9 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T", bound=Hashable)
 
-SERVICE_TIME_SMOOTHING = 0.15  # weight of the newest job in the moving average (a batch of 8: ~70%)
+# Weight of the newest *batch* in the moving average: a real slowdown shows within a few batches, while
+# one batch stalled by the OS scheduler moves the estimate by a third, not all the way.
+BATCH_SMOOTHING = 0.3
 
 
 class FairQueue(Generic[T]):
@@ -81,10 +83,13 @@ class ServiceTime:
         self.per_photo_s = initial_s
 
     def observe(self, batch_ms: float, batch_size: int) -> None:
+        """One job's report; every job of a batch reports the same batch, so each carries 1/size of the
+        batch's weight."""
         if batch_size <= 0:
             return  # expired before it ran: says nothing about the model's speed
         sample = batch_ms / 1000.0 / batch_size
         if self.per_photo_s is None:
             self.per_photo_s = sample
         else:
-            self.per_photo_s += SERVICE_TIME_SMOOTHING * (sample - self.per_photo_s)
+            weight = 1.0 - (1.0 - BATCH_SMOOTHING) ** (1.0 / batch_size)
+            self.per_photo_s += weight * (sample - self.per_photo_s)
