@@ -305,23 +305,30 @@ class InferenceClient:
 
     def _shed_late(self) -> None:
         """When the measured time per photo rose (a slower machine), waiting jobs that can no longer make
-        their deadline are refused now ("busy"), instead of timing out after the whole wait; the
-        round-robin tail (the deepest bursts) goes first, and a chat's only photo is kept."""
+        their deadline are refused now ("busy"), instead of timing out after the whole wait. First only
+        extra photos of chats with several (the round-robin tail first), which moves every chat's only
+        photo forward; then any photo still projected late."""
         per_photo_s = self._service.per_photo_s
         if per_photo_s is None or not self._waiting:
             return
-        limit_s = self._settings.job_timeout_s * SHED_AT
-        now = time.monotonic()
         shed: Counter[str] = Counter()
-        for position, entry in enumerate(self._waiting.dispatch_order()):
-            if entry is None or self._per_chat[entry.chat_key] - shed[entry.chat_key] <= 1:
-                continue  # a chat's only photo keeps its chance: the estimate may be one stalled batch
-            projected_s = now - entry.admitted_at + (self._at_worker + position + 1) * per_photo_s
-            if projected_s > limit_s and self._waiting.remove(entry.chat_key, entry):
-                shed[entry.chat_key] += 1
-                entry.outcome.set_exception(
-                    ExpectedWaitError(f"job {entry.job.job_id} would finish after {projected_s:.1f} s")
-                )
+        for keep_only_photos in (True, False):
+            now = time.monotonic()
+            ahead = self._at_worker
+            for entry in self._waiting.dispatch_order():
+                if entry is None:
+                    continue
+                ahead += 1
+                if keep_only_photos and self._per_chat[entry.chat_key] - shed[entry.chat_key] <= 1:
+                    continue
+                projected_s = now - entry.admitted_at + ahead * per_photo_s
+                if projected_s > self._settings.job_timeout_s * SHED_AT:
+                    self._waiting.remove(entry.chat_key, entry)
+                    ahead -= 1  # the jobs behind it move up
+                    shed[entry.chat_key] += 1
+                    entry.outcome.set_exception(
+                        ExpectedWaitError(f"job {entry.job.job_id} would finish after {projected_s:.1f} s")
+                    )
 
     def _forget(self, entry: _Waiting) -> None:
         """The caller gave up (timeout, cancellation): the job leaves the queue or the worker forgets it."""
