@@ -38,7 +38,8 @@ from telegram.error import (
     TelegramError,
     TimedOut,
 )
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_before_delay
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, stop_before_delay
+from tenacity.stop import stop_base
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ T = TypeVar("T")
 
 FIRST_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 8.0
+MIN_ATTEMPTS = 3  # even past the window: on a starved machine one slow attempt must not use it all up
 # httpx failures before the request reached the server (or while it was still being written)
 _NOT_SENT = (
     httpx.ConnectError,
@@ -69,12 +71,16 @@ async def retrying(
     what: str,
     window_s: float,
 ) -> T:
-    """``await attempt()``, repeated while it fails ``transient``-ly and ``window_s`` is not spent; the
-    last error is raised as is. Each retry is one log line without a traceback."""
+    """``await attempt()``, repeated while it fails ``transient``-ly and ``window_s`` is not spent (but at
+    least ``MIN_ATTEMPTS`` times, unless ``window_s`` is 0); the last error is raised as is. Each retry is
+    one log line without a traceback."""
+    stop: stop_base = stop_before_delay(window_s)
+    if window_s > 0:
+        stop = stop & stop_after_attempt(MIN_ATTEMPTS)
     retry = AsyncRetrying(
         retry=retry_if_exception(transient),
         wait=_wait,
-        stop=stop_before_delay(window_s),
+        stop=stop,
         before_sleep=lambda state: _log_retry(state, what),
         reraise=True,
     )

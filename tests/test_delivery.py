@@ -219,3 +219,20 @@ def test_short_download_is_detected_and_classified() -> None:
     assert telegram_not_delivered(RetryAfter(1))
     assert not telegram_not_delivered(BadRequest("chat not found"))
     assert not telegram_not_delivered(TimedOut())  # may have landed
+
+
+async def test_retrying_makes_a_few_attempts_even_when_one_attempt_used_up_the_window() -> None:
+    from bot.delivery import MIN_ATTEMPTS, retrying
+
+    attempts: list[int] = []
+
+    async def slow_then_fine() -> str:
+        attempts.append(1)
+        if len(attempts) == 1:
+            await asyncio.sleep(0.3)  # longer than the whole window, like a starved event loop
+        if len(attempts) < MIN_ATTEMPTS:
+            raise ShortDownloadError("cut")
+        return "ok"
+
+    assert await retrying(slow_then_fine, transient=lambda e: True, what="t", window_s=0.2) == "ok"
+    assert len(attempts) == MIN_ATTEMPTS
