@@ -192,7 +192,7 @@ def _reacted(server: FakeTelegramServer, message_id: int) -> bool:
     return any(int(r["message_id"]) == message_id for r in server.reactions)
 
 
-def test_busy_notices_one_text_per_chat_per_burst() -> None:
+async def test_busy_notices_one_text_per_chat_per_burst() -> None:
     now = [0.0]
     notices = BusyNotices(10.0, clock=lambda: now[0])
     assert notices.text_allowed("a") and not notices.text_allowed("a") and notices.text_allowed("b")
@@ -208,7 +208,7 @@ def test_busy_notices_one_text_per_chat_per_burst() -> None:
     assert not notices.text_allowed("a")  # 11.5 s after the last refusal, but 6 s after the text landed
 
 
-def test_short_download_is_detected_and_classified() -> None:
+async def test_short_download_is_detected_and_classified() -> None:
     assert check_length(b"abcd", 4, "f") == b"abcd"
     assert check_length(b"abcd", None, "f") == b"abcd"
     with pytest.raises(ShortDownloadError):
