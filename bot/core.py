@@ -14,7 +14,7 @@ from typing import Literal, Protocol
 from bot import messages
 from bot.feedback import Commenter, FeedbackService
 from bot.store import Store
-from inference.errors import CommentBotError
+from inference.errors import ChatLimitError, CommentBotError, QueueFullError
 from inference.registry import discover_generators
 from inference.results import CommentResult
 from inference.settings import Settings
@@ -53,6 +53,11 @@ class CommentClient(Commenter, Protocol):
     async def close(self) -> None: ...
     def generator_names(self) -> list[str]: ...
     def stats(self) -> QueueStatsLike: ...
+
+
+def is_busy(outcome: object) -> bool:
+    """A photo refused because of load (queue full, chat limit, expected wait), not because of the photo."""
+    return isinstance(outcome, QueueFullError | ChatLimitError)
 
 
 class PlatformStartupError(RuntimeError):
@@ -110,21 +115,27 @@ class PhotoService:
 
     async def comment_result(self, chat: ChatRef, image: bytes) -> CommentResult | str:
         """Like ``comment_for_photo`` but keeps the full result (keywords, faces) on success."""
+        outcome = await self.photo_outcome(chat, image)
+        return outcome.user_message if isinstance(outcome, CommentBotError) else outcome
+
+    async def photo_outcome(self, chat: ChatRef, image: bytes) -> CommentResult | CommentBotError:
+        """The comment, or the error whose ``user_message`` explains what went wrong (``is_busy`` tells
+        refusals for load apart, which the adapters answer with at most one text per burst)."""
         try:
             generator = await self.current_generator(chat)
             result = await self.client.comment(image, chat_key=chat.key, generator=generator)
         except CommentBotError as exc:
             # Expected, user-caused or load-related: a log line with the code, never a traceback.
             logger.info("photo from %s not commented: %s (%s)", chat.key, exc.code, exc)
-            return exc.user_message
+            return exc
         except Exception:
             logger.exception("unexpected failure while commenting a photo from %s", chat.key)
-            return messages.GENERIC_ERROR
+            return CommentBotError("unexpected failure", messages.GENERIC_ERROR)
         logger.info(
             "commented photo from %s with %s in %.0f ms (keywords: %s)",
             chat.key,
             result.generator,
-            sum(result.timings_ms.values()),
+            result.timings_ms.get("total", 0.0),
             ", ".join(result.keywords),
         )
         return result

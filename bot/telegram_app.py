@@ -19,11 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
-from telegram import Bot, BotCommand, ChatMember, Document, Message, PhotoSize, Update
+from telegram import Bot, BotCommand, ChatMember, Document, Message, PhotoSize, ReactionTypeEmoji, Update
 from telegram.constants import ChatAction, ChatType
 from telegram.error import BadRequest, InvalidToken, TelegramError
 from telegram.ext import (
-    AIORateLimiter,
     Application,
     ApplicationHandlerStop,
     CallbackQueryHandler,
@@ -36,16 +35,20 @@ from telegram.ext import (
 )
 
 from bot import messages
-from bot.core import ChatRef, PhotoService, PlatformStartupError
+from bot.core import ChatRef, PhotoService, PlatformStartupError, is_busy
+from bot.delivery import check_length, deliver_reply, retrying, telegram_download_transient
 from bot.feedback import BUTTON_PATTERN, FORGET_ADMIN_ONLY
+from bot.pacing import BusyNotices, ChatPacer
 from bot.telegram_feedback import answer_press, reply_with_comment
+from inference.errors import CommentBotError
+from inference.results import CommentResult
 from inference.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "gif", "heic", "heif", "bmp", "tif", "tiff")
 TYPING_INTERVAL_S = 4.0  # Telegram shows "typing" for ~5 s per chat action
-RATE_LIMIT_RETRIES = 3
+BUSY_REACTION = "🙏"  # refused photos after the burst's one "busy" text (a reaction costs no message)
 COMMANDS = (
     BotCommand("start", "봇 소개와 사용법"),
     BotCommand("help", "도움말과 명령어 목록"),
@@ -66,6 +69,22 @@ for _extension in IMAGE_EXTENSIONS:
     IMAGE_FILTER = IMAGE_FILTER | filters.Document.FileExtension(_extension)
 
 
+class ErrorPageLogFilter(logging.Filter):
+    """PTB logs a proxy's HTML error page (a 502 from Telegram's front) as a JSON-parsing traceback
+    before raising the ``NetworkError`` that ``bot.delivery`` retries: keep one warning line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith("Can not load invalid JSON data"):
+            record.msg, record.args = "Bot API answered with a non-JSON error page (retried where safe)", ()
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+_ERROR_PAGE_FILTER = ErrorPageLogFilter()
+PTB_REQUEST_LOGGER = "telegram.request.BaseRequest"
+
+
 @dataclass(frozen=True, slots=True)
 class BotResources:
     """What handlers need, stored in ``application.bot_data["resources"]``."""
@@ -74,6 +93,7 @@ class BotResources:
     settings: Settings
     owns_service: bool  # True: post_init/post_shutdown open and close the store and the client
     typing: TypingIndicator
+    busy_notices: BusyNotices
 
 
 # --- application ---------------------------------------------------------------------------------
@@ -87,12 +107,15 @@ def build_application(
     """The configured PTB ``Application``; ``settings.telegram_bot_token`` must be set."""
     if settings.telegram_bot_token is None:
         raise ValueError("TELEGRAM_BOT_TOKEN is not set")
+    request_logger = logging.getLogger(PTB_REQUEST_LOGGER)
+    if _ERROR_PAGE_FILTER not in request_logger.filters:
+        request_logger.addFilter(_ERROR_PAGE_FILTER)
     application = (
         Application.builder()
         .token(settings.telegram_bot_token.get_secret_value())
         .base_url(settings.telegram_api_base_url)
         .base_file_url(settings.telegram_file_base_url)
-        .rate_limiter(AIORateLimiter(max_retries=RATE_LIMIT_RETRIES))
+        .rate_limiter(ChatPacer())  # paces messages per chat; bot.delivery retries 429s and faults
         # the photo may be deleted while its comment is made: still deliver the comment
         .defaults(Defaults(allow_sending_without_reply=True))
         .concurrent_updates(True)  # photos are processed concurrently; the inference queue batches them
@@ -101,7 +124,11 @@ def build_application(
         .build()
     )
     application.bot_data["resources"] = BotResources(
-        service, settings, owns_service, TypingIndicator(typing_interval_s)
+        service,
+        settings,
+        owns_service,
+        TypingIndicator(typing_interval_s),
+        BusyNotices(settings.busy_notice_interval_s),
     )
 
     new_only = ~filters.UpdateType.EDITED  # editing a caption must not earn a second comment
@@ -279,16 +306,36 @@ async def photo_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
         logger.info(
             "file of %d bytes in chat %s is over the download limit", attachment.file_size, message.chat_id
         )
-        await message.reply_text(messages.file_too_big(limit), do_quote=True)
+        await deliver_reply(message, messages.file_too_big(limit), resources.settings.delivery_window_s)
         return
     chat = chat_ref(update)
     async with resources.typing.typing(context.bot, message.chat_id):
-        image = await _download(attachment, limit)
-        if isinstance(image, str):
-            await message.reply_text(image, do_quote=True)
-            return
-        reply = await resources.service.comment_result(chat, image)
-    await reply_with_comment(message, resources.service, chat, reply, image, attachment.file_id)
+        image = await _download(attachment, limit, resources.settings.download_window_s)
+        outcome = image if isinstance(image, str) else await resources.service.photo_outcome(chat, image)
+    window_s = resources.settings.delivery_window_s
+    if isinstance(outcome, CommentResult) and isinstance(image, bytes):
+        await reply_with_comment(
+            message, resources.service, chat, outcome, image, attachment.file_id, window_s
+        )
+        return
+    if not isinstance(outcome, CommentBotError):  # the download failed: its Korean explanation
+        await deliver_reply(message, str(outcome), window_s)
+        return
+    busy = is_busy(outcome)
+    if busy and not resources.busy_notices.text_allowed(chat.key):
+        await _react(message, BUSY_REACTION)
+        return
+    await deliver_reply(message, outcome.user_message, window_s)
+    if busy:
+        resources.busy_notices.text_sent(chat.key)
+
+
+async def _react(message: Message, emoji: str) -> None:
+    """Best effort: a reaction is a courtesy, its failure costs nothing."""
+    try:
+        await message.set_reaction(ReactionTypeEmoji(emoji))
+    except TelegramError as exc:
+        logger.info("could not react to message %s in chat %s: %s", message.message_id, message.chat_id, exc)
 
 
 async def unsupported_file(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -388,21 +435,32 @@ def _largest_image(message: Message) -> PhotoSize | Document | None:
     return message.document
 
 
-async def _download(attachment: PhotoSize | Document, limit: int) -> bytes | str:
-    """The file's bytes, or the Korean reply explaining why it could not be fetched."""
-    try:
+async def _download(attachment: PhotoSize | Document, limit: int, window_s: float) -> bytes | str:
+    """The file's bytes, or the Korean reply explaining why it could not be fetched. getFile and the
+    download are retried on transient failures, and a file shorter than announced counts as one."""
+
+    async def fetch() -> bytes | str:
         telegram_file = await attachment.get_file()
         if telegram_file.file_size is not None and telegram_file.file_size > limit:
             return messages.file_too_big(limit)
-        return bytes(await telegram_file.download_as_bytearray())
+        data = bytes(await telegram_file.download_as_bytearray())
+        return check_length(data, telegram_file.file_size or attachment.file_size, attachment.file_id)
+
+    try:
+        return await retrying(
+            fetch,
+            transient=telegram_download_transient,
+            what=f"download of {attachment.file_id}",
+            window_s=window_s,
+        )
     except BadRequest as exc:
         if _FILE_TOO_BIG_HINT in str(exc).lower():
             logger.info("Bot API refused a file over its download limit: %s", exc)
             return messages.file_too_big(limit)
         logger.warning("could not fetch file %s: %s", attachment.file_id, exc)
         return messages.DOWNLOAD_FAILED
-    except TelegramError as exc:
-        logger.warning("could not download file %s: %s", attachment.file_id, exc)
+    except Exception as exc:  # TelegramError or ShortDownloadError once the retries are spent
+        logger.warning("could not download file %s: %s: %s", attachment.file_id, type(exc).__name__, exc)
         return messages.DOWNLOAD_FAILED
 
 

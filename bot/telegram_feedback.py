@@ -14,6 +14,7 @@ from telegram import Bot, CallbackQuery, InlineKeyboardButton, InlineKeyboardMar
 from telegram.error import BadRequest, TelegramError
 
 from bot.core import ChatRef, PhotoService
+from bot.delivery import deliver_reply
 from bot.feedback import ACTIONS, LOOK_BUSY, LOOK_CAPTION, LOOK_STARTED, Buttons, Outcome, parse_button
 from bot.store import CommentRecord
 from inference.results import CommentResult
@@ -38,14 +39,13 @@ async def reply_with_comment(
     message: Message,
     service: PhotoService,
     chat: ChatRef,
-    reply: CommentResult | str,
+    reply: CommentResult,
     image: bytes,
     file_id: str,
+    window_s: float,
 ) -> None:
-    """Reply to a photo: a comment goes out with its buttons (stored first), an error text as is."""
-    if isinstance(reply, str):
-        await message.reply_text(reply, do_quote=True)
-        return
+    """Reply to a photo with its comment and the buttons (the comment is stored first); transient
+    failures are retried within ``window_s`` when the reply surely did not land."""
     buttons = await service.feedback.record(
         platform="telegram",
         chat_key=chat.key,
@@ -56,8 +56,8 @@ async def reply_with_comment(
         result=reply,
     )
     markup = keyboard(buttons) if buttons is not None else None
-    sent = await message.reply_text(reply.comment, do_quote=True, reply_markup=markup)
-    if buttons is not None:
+    sent = await deliver_reply(message, reply.comment, window_s, markup)
+    if sent is not None and buttons is not None:
         await service.feedback.sent(buttons, sent.message_id)
 
 

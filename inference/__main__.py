@@ -4,7 +4,10 @@
 
 Results go to stdout (``--json``: one JSON object per photo and line, in input order), logs to
 stderr. A photo that cannot be read gets its Korean error and the others still run; the exit
-code is 1 when any photo failed, 2 for unusable settings, models or generator names.
+code is 1 when any photo failed, 2 for unusable settings, models or generator names. Path problems
+(missing, a folder, unreadable, too large) are reported on stderr before the models load, and when no
+photo is usable the models are not loaded at all. ``timings_ms`` is each photo's own: its decode plus
+its share of every batched stage (``total``), and ``batch`` for the whole batch.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -35,6 +39,11 @@ class FileReadError(CommentBotError):
 class FileMissingError(FileReadError):
     code = "file_not_found"
     user_message = "파일을 찾을 수 없어요 🤔 경로를 확인해 주세요."
+
+
+class PathIsFolderError(FileReadError):
+    code = "is_a_directory"
+    user_message = "사진 파일이 아니라 폴더예요 📁 폴더 안의 사진 파일 경로를 하나씩 적어 주세요."
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,6 +86,11 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     except UnknownGeneratorError as exc:
         print(exc.user_message, file=sys.stderr)
         return EXIT_UNUSABLE
+    path_errors = _check_paths(args.photos, settings.max_image_bytes)  # before the models load
+    if len(path_errors) == len(args.photos):
+        for path in args.photos:
+            _print_outcome(path, path_errors[path], as_json=args.json)
+        return EXIT_SOME_FAILED
 
     from inference.pipeline import Pipeline, PipelineRequest  # heavy: torch, ultralytics, transformers
 
@@ -93,7 +107,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
     failed = 0
     for chunk in _chunks(args.photos, settings.max_batch_size):
-        loaded = [_read_photo(path, settings.max_image_bytes) for path in chunk]
+        loaded = [path_errors.get(path) or _read_photo(path, settings.max_image_bytes) for path in chunk]
         requests = [
             PipelineRequest(data, generator, sample=not args.deterministic)
             for data in loaded
@@ -108,6 +122,34 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_SOME_FAILED if failed else EXIT_OK
 
 
+def _check_paths(paths: Sequence[Path], max_bytes: int) -> dict[Path, CommentBotError]:
+    """Problems with the paths themselves (missing, a folder, unreadable, too large), reported on
+    stderr at once, before any model loads."""
+    problems: dict[Path, CommentBotError] = {}
+    for path in paths:
+        problem = _path_problem(path, max_bytes)
+        if problem is not None:
+            problems[path] = problem
+            print(f"{path}: {problem.user_message}", file=sys.stderr, flush=True)
+    return problems
+
+
+def _path_problem(path: Path, max_bytes: int) -> CommentBotError | None:
+    try:
+        if path.is_dir():
+            return PathIsFolderError(f"{path}: is a directory")
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return FileMissingError(f"{path}: no such file")
+    except OSError as exc:
+        return FileReadError(f"{path}: {exc.strerror or exc}")
+    if size > max_bytes:
+        return ImageTooLargeError(f"{path}: {size} bytes > limit {max_bytes}")
+    if not os.access(path, os.R_OK):
+        return FileReadError(f"{path}: not readable")
+    return None
+
+
 def _read_photo(path: Path, max_bytes: int) -> bytes | CommentBotError:
     """The file's bytes, refusing oversized files before reading them into memory."""
     try:
@@ -118,7 +160,7 @@ def _read_photo(path: Path, max_bytes: int) -> bytes | CommentBotError:
     except FileNotFoundError:
         return FileMissingError(f"{path}: no such file")
     except IsADirectoryError:
-        return FileReadError(f"{path}: is a directory")
+        return PathIsFolderError(f"{path}: is a directory")
     except OSError as exc:
         return FileReadError(f"{path}: {exc.strerror or exc}")
 

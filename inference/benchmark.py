@@ -167,8 +167,8 @@ async def run_phase(
                 continue
             latencies.append((time.perf_counter() - started) * 1000.0)
             fallbacks += result.fallback
-            if "total" in result.timings_ms:  # what the queue adds: batching window, IPC, scheduling
-                overheads.append(latencies[-1] - result.timings_ms["total"])
+            if "batch" in result.timings_ms:  # what the queue adds: batching window, IPC, scheduling
+                overheads.append(latencies[-1] - result.timings_ms["batch"])
             for stage, ms in result.timings_ms.items():
                 timings.setdefault(stage, []).append(ms)
 

@@ -78,6 +78,12 @@ class QueueFullError(CommentBotError):
     user_message = "지금 요청이 많아요 🙏 잠시 후에 다시 보내 주세요!"
 
 
+class ExpectedWaitError(QueueFullError):
+    """Admitting the photo would make it (or photos already waiting) miss the deadline."""
+
+    code = "expected_wait"
+
+
 class ChatLimitError(CommentBotError):
     code = "chat_limit"
     user_message = "이 채팅에서 처리 중인 사진이 많아요 ⏳ 앞의 댓글이 나온 뒤에 보내 주세요."

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from inference.errors import CommentBotError, InferenceFailedError
+from inference.errors import CommentBotError, InferenceFailedError, JobTimeoutError
 from inference.images import DecodedImage, decode_image
 from inference.keywords import build_keywords, has_emotion
 from inference.results import CommentResult, DetectedObject, Face
@@ -43,6 +43,7 @@ class PipelineRequest:
     sample: bool = True  # True: sampled (bot); False: deterministic (eval/benchmark)
     # Set: a new comment for these keywords (🔄), no image and no detection; ``image`` is ignored.
     keywords: tuple[str, ...] | None = None
+    deadline: float | None = None  # time.time() after which nobody waits for the answer any more
 
 
 @dataclass(slots=True)
@@ -54,6 +55,7 @@ class _Item:
     sample: bool
     decoded: DecodedImage | None  # None for a keywords-only request
     timings_ms: dict[str, float]
+    deadline: float | None = None
     faces: list[Face] = field(default_factory=list)
     objects: list[DetectedObject] = field(default_factory=list)
     keywords: list[str] = field(default_factory=list)
@@ -110,20 +112,26 @@ class Pipeline:
         logger.info("warm-up done in %.0f ms", (time.perf_counter() - started) * 1000)
 
     def run_batch(self, requests: Sequence[PipelineRequest]) -> list[ItemResult]:
-        """One result per request, in order; per-item problems come back as the error in that slot."""
+        """One result per request, in order; per-item problems come back as the error in that slot.
+
+        ``timings_ms`` is the photo's own: its decode, plus its share of each batched stage (the stage's
+        time divided among the photos it ran on); ``total`` sums them, ``batch`` is the whole batch's
+        wall time. Requests whose deadline passes between stages are dropped before generation.
+        """
         started = time.perf_counter()
         slots: list[ItemResult | None] = [None] * len(requests)
         items = self._preprocess(requests, slots)
-        items = self._stage("emotion", items, slots, self._detect_emotions)
+        items = self._stage("emotion", _drop_expired(items, slots), slots, self._detect_emotions)
         if self.objects is not None:
             items = self._stage("objects", items, slots, self._detect_objects)
         for item in items:
             item.keywords = build_keywords(item.faces, item.objects, self.settings.max_keywords)
-        self._generate([*items, *self._keyword_items(requests, slots)], slots)
-        total_ms = (time.perf_counter() - started) * 1000
+        self._generate(_drop_expired([*items, *self._keyword_items(requests, slots)], slots), slots)
+        batch_ms = (time.perf_counter() - started) * 1000
         for index, slot in enumerate(slots):
             if isinstance(slot, CommentResult):
-                slot.timings_ms["total"] = total_ms
+                slot.timings_ms["total"] = sum(slot.timings_ms.values())
+                slot.timings_ms["batch"] = batch_ms
             elif slot is None:  # defensive: every path above fills its slots
                 slots[index] = InferenceFailedError("no result produced")
         return [slot for slot in slots if slot is not None]
@@ -148,7 +156,8 @@ class Pipeline:
                 slots[index] = exc
                 continue
             decode_ms = (time.perf_counter() - started) * 1000
-            items.append(_Item(index, generator, request.sample, decoded, {"decode": decode_ms}))
+            timings = {"decode": decode_ms}
+            items.append(_Item(index, generator, request.sample, decoded, timings, request.deadline))
         return items
 
     def _keyword_items(
@@ -164,7 +173,7 @@ class Pipeline:
             except CommentBotError as exc:
                 slots[index] = exc
                 continue
-            item = _Item(index, generator, request.sample, None, {})
+            item = _Item(index, generator, request.sample, None, {}, request.deadline)
             item.keywords = list(request.keywords)
             items.append(item)
         return items
@@ -187,9 +196,9 @@ class Pipeline:
             for item in items:
                 slots[item.index] = InferenceFailedError(f"{name} failed: {exc!r}")
             return []
-        elapsed_ms = (time.perf_counter() - started) * 1000
+        share_ms = (time.perf_counter() - started) * 1000 / len(items)
         for item in items:
-            item.timings_ms[name] = elapsed_ms
+            item.timings_ms[name] = item.timings_ms.get(name, 0.0) + share_ms
         return items
 
     def _detect_emotions(self, items: list[_Item]) -> None:
@@ -226,6 +235,18 @@ class Pipeline:
                     slots[item.index] = _result(item, comment.text, comment.fallback)
 
             self._stage("generate", group, slots, run)
+
+
+def _drop_expired(items: list[_Item], slots: list[ItemResult | None]) -> list[_Item]:
+    """Fail items nobody waits for any more (the bot gave up at their deadline) instead of computing them."""
+    now = time.time()
+    live = [item for item in items if item.deadline is None or item.deadline > now]
+    if len(live) < len(items):
+        logger.warning("dropping %d request(s) whose deadline passed in the batch", len(items) - len(live))
+        for item in items:
+            if item.deadline is not None and item.deadline <= now:
+                slots[item.index] = JobTimeoutError("deadline passed during the batch")
+    return live
 
 
 def _result(item: _Item, comment: str, fallback: bool) -> CommentResult:

@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     per_chat_limit: int = Field(default=3, ge=1, le=1000)
     job_timeout_s: float = Field(default=30.0, gt=0.0, le=3600.0)
     worker_start_timeout_s: float = Field(default=300.0, gt=0.0)
+    # refuse a photo when its expected wait (work ahead × measured time per photo) exceeds this share
+    # of job_timeout_s, rather than accept it and time out
+    admission_headroom: float = Field(default=0.8, gt=0.0, le=1.0)
+    pipeline_factory: str = "inference.pipeline:Pipeline.from_settings"  # "module:callable" for the worker
 
     # --- bots (shared) ---------------------------------------------------------------------------
     state_db: Path = Path("data/state.sqlite3")
@@ -84,6 +88,9 @@ class Settings(BaseSettings):
     regenerate_per_chat_per_hour: int = Field(default=20, ge=0, le=10_000)
     allowed_chat_ids: IdList = frozenset()  # empty: every chat
     admin_user_ids: IdList = frozenset()
+    delivery_window_s: float = Field(default=60.0, gt=0.0, le=3600.0)  # retrying one reply at most this long
+    download_window_s: float = Field(default=20.0, gt=0.0, le=600.0)  # retrying one photo download
+    busy_notice_interval_s: float = Field(default=10.0, ge=0.0, le=3600.0)  # ≤ 1 "busy" text per chat per
 
     # --- Telegram --------------------------------------------------------------------------------
     telegram_bot_token: SecretStr | None = None

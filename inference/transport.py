@@ -70,6 +70,8 @@ class WorkerInfo:
     device: str
     generator_names: list[str]
     load_s: float  # model loading + warm-up
+    # warm-up time per photo: the first estimate of the service time, until real batches are measured
+    warmup_ms_per_photo: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,10 +139,10 @@ class LocalProcessTransport:
     """One supervised worker process on this machine (the default transport)."""
 
     def __init__(
-        self, settings: Settings, pipeline_factory: str = DEFAULT_PIPELINE_FACTORY, *, name: str = "worker"
+        self, settings: Settings, pipeline_factory: str | None = None, *, name: str = "worker"
     ) -> None:
         self._settings = _worker_settings(settings)
-        self._pipeline_factory = pipeline_factory
+        self._pipeline_factory = pipeline_factory or settings.pipeline_factory
         self._name = name
         self._context = multiprocessing.get_context("spawn")
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -6,8 +6,8 @@ in a fake), warms it up, reports ready, then loops:
 
 1. block for the first job, then gather more until ``max_batch_size`` jobs or ``max_wait_ms`` passed;
 2. fail jobs whose deadline already passed (the client gave up on them) instead of running them;
-3. ``pipeline.run_batch`` on the rest; if the whole batch raises, run the jobs one by one so that one
-   bad job fails alone.
+3. ``pipeline.run_batch`` on the rest (it drops jobs that expire between its stages, before
+   generation); if the whole batch raises, run the jobs one by one so that one bad job fails alone.
 
 This module imports no torch itself; the pipeline's module does.
 """
@@ -64,12 +64,16 @@ def worker_main(settings: Settings, pipeline_factory: str, jobs: Any, results: C
     started = time.perf_counter()
     try:
         pipeline = load_pipeline(pipeline_factory, settings)
+        warmup_started = time.perf_counter()
         pipeline.warmup()
+        # The real warm-up runs one photo per generator; cold, so a conservative first estimate.
+        warmup_ms = (time.perf_counter() - warmup_started) * 1000.0
         info = WorkerInfo(
             pid=os.getpid(),
             device=_device_name(pipeline, settings),
             generator_names=list(pipeline.generator_names()),
             load_s=time.perf_counter() - started,
+            warmup_ms_per_photo=warmup_ms / max(1, len(pipeline.generator_names())),
         )
     except Exception as exc:
         logger.exception("worker could not load the pipeline %s", pipeline_factory)
@@ -126,7 +130,13 @@ def next_batch(jobs: Any, policy: BatchPolicy) -> tuple[list[Job], bool]:
 
 def run_jobs(pipeline: BatchPipeline, batch: list[Job], request_type: Callable[..., Any]) -> list[JobOutcome]:
     requests = [
-        request_type(image=job.image, generator=job.generator, sample=job.sample, keywords=job.keywords)
+        request_type(
+            image=job.image,
+            generator=job.generator,
+            sample=job.sample,
+            keywords=job.keywords,
+            deadline=job.deadline,
+        )
         for job in batch
     ]
     started = time.perf_counter()

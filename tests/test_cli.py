@@ -127,3 +127,35 @@ def test_missing_argument_is_a_usage_error() -> None:
     with pytest.raises(SystemExit) as caught:
         main([])
     assert caught.value.code == 2
+
+
+@pytest.mark.usefixtures("cli_environment")
+def test_path_problems_are_reported_before_any_model_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from inference.pipeline import Pipeline
+
+    def no_models(settings: object) -> None:
+        raise AssertionError("models must not load when no photo is usable")
+
+    monkeypatch.setattr(Pipeline, "from_settings", no_models)
+    folder = tmp_path / "album"
+    folder.mkdir()
+    assert main([str(folder), str(tmp_path / "missing.jpg"), "--json"]) == EXIT_SOME_FAILED
+    captured = capsys.readouterr()
+    lines = [json.loads(x) for x in captured.out.splitlines()]
+    assert [line["code"] for line in lines] == ["is_a_directory", "file_not_found"]
+    assert "폴더" in lines[0]["error"] and "폴더" in captured.err  # said on stderr at once, too
+
+
+@pytest.mark.usefixtures("cli_environment")
+def test_timings_are_each_photos_own(
+    zidane_jpg: Path, bus_jpg: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([str(zidane_jpg), str(bus_jpg), "--json", "--deterministic"]) == EXIT_OK
+    first, second = (json.loads(x)["timings_ms"] for x in capsys.readouterr().out.splitlines())
+    assert first["batch"] == second["batch"]  # the one batch both photos ran in
+    for timings in (first, second):
+        stages = sum(v for k, v in timings.items() if k not in {"total", "batch"})
+        assert timings["total"] == pytest.approx(stages, abs=0.05)
+        assert timings["total"] < timings["batch"]  # a share, not the whole batch

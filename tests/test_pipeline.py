@@ -14,6 +14,7 @@ from inference.detect import EmotionDetector, RawBox, resolve_weights
 from inference.errors import (
     EmptyImageError,
     InferenceFailedError,
+    JobTimeoutError,
     NotAnImageError,
     TruncatedImageError,
     UnknownGeneratorError,
@@ -29,7 +30,7 @@ from tests.conftest import make_settings
 from tests.fixtures import images as corpus
 from tests.fixtures.tiny_models import make_tiny_detector
 
-STAGES = {"decode", "emotion", "objects", "generate", "total"}
+STAGES = {"decode", "emotion", "objects", "generate", "total", "batch"}
 
 
 def has_hangul(text: str) -> bool:
@@ -391,3 +392,28 @@ def test_warmup_runs_every_generator(pipeline: Pipeline, monkeypatch: pytest.Mon
     monkeypatch.setattr(pipeline.generators, "comments", spy)
     pipeline.warmup()
     assert sorted(warmed) == pipeline.generator_names()
+
+
+def test_requests_that_expire_during_the_batch_are_dropped_before_generation(
+    pipeline: Pipeline, bus_jpg: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bot gave up on the late one (its deadline passed while the detector ran): generating its
+    comment would be wasted work, so only the live request reaches the generator."""
+    import time
+
+    generated: list[int] = []
+    real_comments = pipeline.generators.comments
+
+    def counting(name: str, keywords: list[list[str]], sample: bool) -> object:
+        generated.append(len(keywords))
+        return real_comments(name, keywords, sample)
+
+    monkeypatch.setattr(pipeline.generators, "comments", counting)
+    data = bus_jpg.read_bytes()
+    soon = time.time() + 0.001  # passes during detection
+    live, late = pipeline.run_batch(
+        [PipelineRequest(data, deadline=time.time() + 60), PipelineRequest(data, deadline=soon)]
+    )
+    assert isinstance(live, CommentResult)
+    assert isinstance(late, JobTimeoutError)
+    assert generated == [1]

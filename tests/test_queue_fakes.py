@@ -37,6 +37,7 @@ class FakeRequest:
     generator: str | None = None
     sample: bool = True
     keywords: tuple[str, ...] | None = None
+    deadline: float | None = None
 
 
 class FakePipeline:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from typing import Any
 
+import aiohttp
 import discord
 from discord.ext import commands
 
 from bot.core import ChatRef, PhotoService
+from bot.delivery import ShortDownloadError, retrying
 from inference.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -39,3 +43,48 @@ def may_switch_model(ctx: commands.Context[commands.Bot], service: PhotoService,
 
 def clip(text: str) -> str:
     return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "…"
+
+
+def discord_transient(error: BaseException) -> bool:
+    """Server errors, rate limits, dropped connections, timeouts and short files. Safe for sends too:
+    they carry a nonce that Discord enforces, so a repeat of a message that landed is not posted again."""
+    if isinstance(error, discord.DiscordServerError | discord.RateLimited | ShortDownloadError):
+        return True
+    if isinstance(error, discord.HTTPException):
+        return error.status >= 500 or error.status == 429
+    return isinstance(
+        error, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError | asyncio.TimeoutError
+    )
+
+
+async def send_reply(
+    message: discord.Message,
+    text: str,
+    *,
+    nonce: str,
+    window_s: float = 0.0,
+    view: Any = discord.utils.MISSING,
+) -> discord.Message | None:
+    """Reply to ``message`` (as a normal message if it was deleted meanwhile); never raises. Transient
+    failures are retried for ``window_s``; the nonce (enforced by Discord) keeps a retry from posting
+    a reply that already landed a second time. Returns the sent message, ``None`` when it failed."""
+    channel = message.channel
+
+    async def send() -> discord.Message:
+        return await channel.send(
+            clip(text),
+            reference=message.to_reference(fail_if_not_exists=False),
+            allowed_mentions=discord.AllowedMentions.none(),  # generated text must never ping anyone
+            nonce=nonce,
+            view=view,
+        )
+
+    try:
+        sent: discord.Message = await retrying(
+            send, transient=discord_transient, what=f"reply to {message.id}", window_s=window_s
+        )
+    except (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError) as exc:
+        # Typically Missing Permissions (no Send Messages in that channel): nothing to tell anyone.
+        logger.warning("could not reply in channel %s: %s", getattr(channel, "id", "?"), exc)
+        return None
+    return sent

@@ -18,7 +18,7 @@ import discord
 from discord.ext import commands
 
 from bot import messages
-from bot.cogs.common import chat_ref_for, clip, may_switch_model
+from bot.cogs.common import chat_ref_for, clip, may_switch_model, send_reply
 from bot.core import ChatRef, PhotoService
 from bot.feedback import (
     ACTIONS,
@@ -89,8 +89,12 @@ async def send_comment(
     result: CommentResult,
     image: bytes,
     service: PhotoService,
+    *,
+    nonce: str,
+    window_s: float = 0.0,
 ) -> None:
-    """Reply to a photo with its comment and the buttons (the comment is stored first)."""
+    """Reply to a photo with its comment and the buttons (the comment is stored first); transient send
+    failures are retried under the reply's nonce, so a retry never posts the comment twice."""
     buttons = await service.feedback.record(
         platform="discord",
         chat_key=chat.key,
@@ -101,17 +105,8 @@ async def send_comment(
         result=result,
     )
     view = feedback_view(buttons) if buttons is not None else discord.utils.MISSING
-    try:
-        sent = await message.channel.send(
-            clip(result.comment),
-            reference=message.to_reference(fail_if_not_exists=False),
-            allowed_mentions=discord.AllowedMentions.none(),  # generated text must never ping anyone
-            view=view,
-        )
-    except discord.HTTPException as exc:
-        logger.warning("could not reply in channel %s: %s", getattr(message.channel, "id", "?"), exc)
-        return
-    if buttons is not None:
+    sent = await send_reply(message, result.comment, nonce=nonce, window_s=window_s, view=view)
+    if sent is not None and buttons is not None:
         await service.feedback.sent(buttons, sent.id)
 
 

@@ -6,6 +6,7 @@ import contextlib
 import io
 import logging
 import mimetypes
+import warnings
 from enum import Enum
 from pathlib import PurePosixPath
 
@@ -16,9 +17,12 @@ from discord.ext import commands
 from PIL import Image, UnidentifiedImageError
 
 from bot import messages
-from bot.cogs.common import chat_ref_for, clip
+from bot.cogs.common import chat_ref_for, discord_transient, send_reply
 from bot.cogs.feedback import send_comment
-from bot.core import ChatRef, PhotoService
+from bot.core import ChatRef, PhotoService, is_busy
+from bot.delivery import ShortDownloadError, check_length, retrying
+from bot.pacing import BusyNotices
+from inference.errors import CommentBotError
 from inference.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -55,12 +59,20 @@ def classify_upload(content_type: str | None, filename: str) -> AttachmentKind:
     return AttachmentKind.OTHER if guessed else AttachmentKind.UNKNOWN
 
 
+BUSY_REACTION = "🙏"  # refused photos after the burst's one "busy" text
+
+
 def sniff_is_image(data: bytes) -> bool:
-    """True when the bytes start like an image Pillow (or pillow-heif) can open; reads headers only."""
+    """True when the bytes start like an image Pillow (or pillow-heif) can open; reads headers only.
+    A header claiming too many pixels is an image too: the pipeline answers it with "too many pixels"."""
     try:
-        with Image.open(io.BytesIO(data)):
-            return True
-    except (UnidentifiedImageError, OSError, ValueError):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)):
+                return True
+    except Image.DecompressionBombError:
+        return True
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
         pass
     try:  # iPhone HEIC/HEIF photos, unless pillow-heif's opener is registered with Pillow anyway
         return bool(pillow_heif.is_supported(data))
@@ -74,6 +86,7 @@ class PhotosCog(commands.Cog, name="Photos"):
     def __init__(self, service: PhotoService, settings: Settings) -> None:
         self.service = service
         self.settings = settings
+        self.busy_notices = BusyNotices(settings.busy_notice_interval_s)
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
@@ -89,14 +102,20 @@ class PhotosCog(commands.Cog, name="Photos"):
         if not self.service.is_allowed(chat):
             logger.info("ignoring photo from %s: chat not allowed", chat.key)
             if not chat.is_group:  # in a DM the user is talking to us: say why nothing happens
-                await send_reply(message, messages.NOT_ALLOWED)
+                await send_reply(message, messages.NOT_ALLOWED, nonce=_nonce(message, 0))
             return
         async with contextlib.AsyncExitStack() as stack:
             await show_typing(stack, message.channel)
             # One image after another: replies keep the attachment order and the per-chat limit
-            # of the queue is never hit by our own message.
-            for attachment in candidates:
-                await self.answer_attachment(message, chat, attachment)
+            # of the queue is never hit by our own message. One bad attachment never stops the rest.
+            for index, attachment in enumerate(candidates):
+                try:
+                    await self.answer_attachment(message, chat, attachment, index)
+                except Exception:
+                    logger.exception("attachment %s from %s failed unexpectedly", attachment.id, chat.key)
+                    await send_reply(
+                        message, messages.GENERIC_ERROR, nonce=_nonce(message, index), window_s=0
+                    )
 
     def watches(self, channel: discord.abc.Messageable) -> bool:
         """DMs always; guild channels when DISCORD_CHANNEL_IDS is empty or lists them (or their
@@ -109,29 +128,46 @@ class PhotosCog(commands.Cog, name="Photos"):
         return getattr(channel, "id", None) in wanted or getattr(channel, "parent_id", None) in wanted
 
     async def answer_attachment(
-        self, message: discord.Message, chat: ChatRef, attachment: discord.Attachment
+        self, message: discord.Message, chat: ChatRef, attachment: discord.Attachment, index: int = 0
     ) -> None:
         kind = classify_attachment(attachment)
         limit = self.settings.max_image_bytes
+        window_s = self.settings.delivery_window_s
+        nonce = _nonce(message, index)
         if attachment.size > limit:
             if kind is AttachmentKind.IMAGE:  # refused before downloading a byte
                 logger.info("attachment from %s too big: %d bytes", chat.key, attachment.size)
-                await send_reply(message, messages.file_too_big(limit, "discord"))
+                await send_reply(
+                    message, messages.file_too_big(limit, "discord"), nonce=nonce, window_s=window_s
+                )
             return
         try:
-            data = await attachment.read()
-        except (discord.HTTPException, aiohttp.ClientError, OSError) as exc:
+            data = await retrying(
+                lambda: _read_whole(attachment),
+                transient=discord_transient,
+                what=f"download of attachment {attachment.id}",
+                window_s=self.settings.download_window_s,
+            )
+        except (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError, ShortDownloadError) as exc:
             logger.warning("could not download attachment %s from %s: %s", attachment.id, chat.key, exc)
-            await send_reply(message, messages.DOWNLOAD_FAILED)
+            await send_reply(message, messages.DOWNLOAD_FAILED, nonce=nonce, window_s=window_s)
             return
         if kind is AttachmentKind.UNKNOWN and not sniff_is_image(data):
             logger.debug("attachment %s from %s is not an image; ignored", attachment.id, chat.key)
             return
-        reply = await self.service.comment_result(chat, data)
-        if isinstance(reply, str):
-            await send_reply(message, reply)
-        else:
-            await send_comment(message, attachment, chat, reply, data, self.service)
+        outcome = await self.service.photo_outcome(chat, data)
+        if not isinstance(outcome, CommentBotError):
+            await send_comment(
+                message, attachment, chat, outcome, data, self.service, nonce=nonce, window_s=window_s
+            )
+            return
+        busy = is_busy(outcome)
+        if busy and not self.busy_notices.text_allowed(chat.key):
+            await _react(message, BUSY_REACTION)
+            return
+        await send_reply(message, outcome.user_message, nonce=nonce, window_s=window_s)
+        if busy:
+            self.busy_notices.text_sent(chat.key)
 
 
 async def show_typing(stack: contextlib.AsyncExitStack, channel: discord.abc.Messageable) -> None:
@@ -142,14 +178,18 @@ async def show_typing(stack: contextlib.AsyncExitStack, channel: discord.abc.Mes
         logger.debug("typing indicator refused: %s", exc)
 
 
-async def send_reply(message: discord.Message, text: str) -> None:
-    """Reply to ``message`` (as a normal message if it was deleted meanwhile); never raises."""
+async def _read_whole(attachment: discord.Attachment) -> bytes:
+    return check_length(await attachment.read(), attachment.size, f"attachment {attachment.id}")
+
+
+async def _react(message: discord.Message, emoji: str) -> None:
+    """Best effort: a reaction is a courtesy, its failure costs nothing."""
     try:
-        await message.channel.send(
-            clip(text),
-            reference=message.to_reference(fail_if_not_exists=False),
-            allowed_mentions=discord.AllowedMentions.none(),  # generated text must never ping anyone
-        )
-    except discord.HTTPException as exc:
-        # Typically Missing Permissions (no Send Messages in that channel): nothing to tell anyone.
-        logger.warning("could not reply in channel %s: %s", getattr(message.channel, "id", "?"), exc)
+        await message.add_reaction(emoji)
+    except (discord.HTTPException, aiohttp.ClientError) as exc:
+        logger.info("could not react to message %s: %s", message.id, exc)
+
+
+def _nonce(message: discord.Message, index: int) -> str:
+    """Unique per reply and stable across its retries (Discord allows 25 characters)."""
+    return f"{message.id}{index:02d}"[-25:]

@@ -21,6 +21,7 @@ from inference.errors import (
     ImageTooLargeError,
     NotAnImageError,
     QueueFullError,
+    TooManyPixelsError,
     UnknownGeneratorError,
 )
 from inference.results import CommentResult, Face
@@ -132,6 +133,8 @@ def _decode(image: bytes) -> tuple[int, int]:
         with Image.open(io.BytesIO(image)) as img:
             img.load()
             return img.size
+    except Image.DecompressionBombError as exc:  # as inference.images answers it
+        raise TooManyPixelsError(str(exc)) from None
     except (UnidentifiedImageError, OSError, ImportError) as exc:
         # ImportError: once ultralytics is imported (tiny weights fixture) it patches Image.open to
         # try importing pi_heif on failure, which is not installed.

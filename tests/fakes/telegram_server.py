@@ -2,7 +2,10 @@
 
 It implements what the bot calls — getMe, getUpdates (long poll + offset), sendMessage, sendChatAction,
 getFile and file downloads under ``/file/bot<token>/``, setMyCommands, deleteWebhook, getChatMember —
-records every call, and can answer the next call of a method with ``429 Too Many Requests``.
+records every call, and can answer the next call of a method with ``429 Too Many Requests``. With a
+``FaultPlan`` (``tests/fakes/faults.py``) it also injects 5xx, dropped connections, lost responses,
+truncated files, 429 storms and Telegram's per-chat flood limits; ``delivered`` lists the messages that
+really landed (what a user sees), so duplicates and losses can be counted.
 Tests push updates with ``push_message`` and wait for the bot's answers with ``wait_for``.
 """
 
@@ -18,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from tests.fakes.faults import MESSAGE_METHODS, Fault, FaultPlan
 
 BOT_ID = 424242
 BOT_USERNAME = "mupl_test_bot"
@@ -47,6 +52,9 @@ class FakeTelegramServer:
         self.rate_limit_next: dict[str, int] = {}  # method → retry_after for its next call
         self.rate_limited: list[str] = []
         self.deleted_messages: set[int] = set()  # replying to these needs allow_sending_without_reply
+        self.faults: FaultPlan | None = None
+        self.delivered: list[dict[str, Any]] = []  # sendMessage params (+ "_delivered_at") that landed
+        self.reactions: list[dict[str, Any]] = []  # setMessageReaction params that landed
         self._updates: list[dict[str, Any]] = []
         self._files: dict[str, StoredFile] = {}
         self._changed = asyncio.Condition()
@@ -170,6 +178,15 @@ class FakeTelegramServer:
     def replies_to(self, message_id: int) -> list[dict[str, Any]]:
         return [params for params in self.sent_messages() if _reply_target(params) == message_id]
 
+    def answered_message_ids(self) -> set[int]:
+        """Messages that got a delivered reply or a reaction."""
+        replied = {_reply_target(params) for params in self.delivered}
+        return {m for m in replied if m is not None} | {int(r["message_id"]) for r in self.reactions}
+
+    def delivered_replies_to(self, message_id: int) -> list[dict[str, Any]]:
+        """Replies that landed (not the attempts the fake failed): what the user sees."""
+        return [params for params in self.delivered if _reply_target(params) == message_id]
+
     async def wait_for(self, predicate: Callable[[], Any], within_s: float = 20.0) -> Any:
         """Wait until ``predicate()`` is truthy (re-checked after every API call, and every 50 ms for
         state outside the server); return its value."""
@@ -200,8 +217,30 @@ class FakeTelegramServer:
         handler = getattr(self, f"_m_{method.lower()}", None)
         if handler is None:
             return _error(404, f"Not Found: method {method} not in the fake")
+        refusal = self._refusal(method, params)
+        if refusal is not None:
+            return refusal
+        fault = self.faults.fault_for(method, _request_key(method, params)) if self.faults else None
+        if fault is not None and fault != "lost":
+            return await _misbehave(request, fault, None)
         result: web.StreamResponse = await handler(params)
-        return result
+        return await _misbehave(request, fault, result) if fault == "lost" else result
+
+    def _refusal(self, method: str, params: dict[str, Any]) -> web.Response | None:
+        """429 for a storm or a chat over its flood limit (the request is not applied)."""
+        plan = self.faults
+        if plan is None or method.lower() == "getupdates":
+            return None
+        if plan.storming():
+            self.rate_limited.append(method)
+            wait = plan.storm_retry_after
+            return _error(429, f"Too Many Requests: retry after {wait}", retry_after=wait)
+        if plan.flood is not None and method.lower() in MESSAGE_METHODS and "chat_id" in params:
+            wait_s = plan.flood.retry_after(int(params["chat_id"]))
+            if wait_s is not None:
+                self.rate_limited.append(method)
+                return _error(429, f"Too Many Requests: retry after {wait_s}", retry_after=wait_s)
+        return None
 
     async def _record(self, method: str, params: dict[str, Any]) -> None:
         async with self._changed:
@@ -239,7 +278,16 @@ class FakeTelegramServer:
             "from": _bot_user(),
             "text": params.get("text", ""),
         }
+        async with self._changed:
+            self.delivered.append({**params, "_delivered_at": time.monotonic()})
+            self._changed.notify_all()
         return _ok(message)
+
+    async def _m_setmessagereaction(self, params: dict[str, Any]) -> web.Response:
+        async with self._changed:
+            self.reactions.append(params)
+            self._changed.notify_all()
+        return _ok(True)
 
     async def _m_sendchataction(self, params: dict[str, Any]) -> web.Response:
         return _ok(True)
@@ -305,9 +353,13 @@ class FakeTelegramServer:
             return web.Response(status=401)
         path = request.match_info["path"]
         await self._record("download", {"file_path": path})
+        if self.faults is not None and self.faults.storming():
+            return _error(429, "Too Many Requests", retry_after=self.faults.storm_retry_after)
+        fault = self.faults.fault_for("download", (path,)) if self.faults else None
         for stored in self._files.values():
             if stored.file_path == path:
-                return web.Response(body=stored.content, content_type="application/octet-stream")
+                response = web.Response(body=stored.content, content_type="application/octet-stream")
+                return await _misbehave(request, fault, response) if fault else response
         return web.Response(status=404)
 
 
@@ -349,6 +401,38 @@ def bot_message(chat_id: int, message_id: int, text: str = "이전 댓글") -> d
         "from": _bot_user(),
         "text": text,
     }
+
+
+def _request_key(method: str, params: dict[str, Any]) -> tuple[object, ...]:
+    """What makes two attempts "the same request" for ``FaultPlan.first_attempt``."""
+    if method.lower() == "getfile":
+        return (params.get("file_id"),)
+    return (params.get("chat_id"), _reply_target(params), params.get("text"), params.get("message_id"))
+
+
+async def _misbehave(
+    request: web.Request, fault: Fault, applied: web.StreamResponse | None
+) -> web.StreamResponse:
+    """Answer with ``fault``; ``applied`` is the real response when the request was applied ("lost")."""
+    if fault == "500":
+        return _error(500, "Internal Server Error")
+    if fault == "502":
+        html = "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
+        return web.Response(status=502, text=html, content_type="text/html")
+    body = applied.body if isinstance(applied, web.Response) and isinstance(applied.body, bytes) else b""
+    if fault == "truncate":
+        return web.Response(body=body[: len(body) // 2], content_type="application/octet-stream")
+    transport = request.transport
+    if fault == "lost" and transport is not None:  # headers and half the body, then the line goes dead
+        response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+        response.content_length = len(body)
+        await response.prepare(request)
+        await response.write(body[: len(body) // 2])
+        transport.close()
+        return response
+    if transport is not None:  # "drop": closed without a word, nothing applied
+        transport.close()
+    return web.Response(status=204)
 
 
 def _reply_target(params: dict[str, Any]) -> int | None:
