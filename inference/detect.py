@@ -267,9 +267,11 @@ class EmotionDetector:
             for box in boxes
         ]
         labels = self.classifier.classify(crops)
+        # The label is the classifier's; the confidence stays the detector's: how sure it is that this
+        # is a face at all (what thresholds, the strongest-face order and the evaluation compare).
         return [
-            RawBox(label=label, confidence=confidence, box=box.box)
-            for box, (label, confidence) in zip(boxes, labels, strict=True)
+            RawBox(label=label, confidence=box.confidence, box=box.box)
+            for box, (label, _) in zip(boxes, labels, strict=True)
         ]
 
 

@@ -417,3 +417,17 @@ def test_requests_that_expire_during_the_batch_are_dropped_before_generation(
     assert isinstance(live, CommentResult)
     assert isinstance(late, JobTimeoutError)
     assert generated == [1]
+
+
+class StubClassifier:
+    def classify(self, crops: list[Image.Image]) -> list[tuple[str, float]]:
+        return [("sad", 0.99) for _ in crops]
+
+
+def test_classifier_relabels_the_emotion_but_keeps_the_detector_confidence() -> None:
+    """Thresholds and the strongest-face order compare how surely a box is a face, not the emotion."""
+    boxes = [RawBox("happy", 0.42, (10, 10, 60, 60))]
+    detector = EmotionDetector(StubRunner(boxes), StubClassifier())  # type: ignore[arg-type]
+    item = decode_image(corpus.encode(corpus.pattern((320, 240)), "JPEG"))
+    (face,) = detector.detect([item])[0]
+    assert (face.label, face.keyword, face.confidence) == ("sad", "슬픔", 0.42)

@@ -419,6 +419,8 @@ def evaluate_everyday(args: argparse.Namespace) -> dict[str, Any]:
     photos = ev.load_photos(args.everyday, args.objects, args.split)
     base = {"weights_dir": args.weights.parent.parent, "emotion_weights": weights, "device": args.device}
     base["torch_threads"] = args.threads
+    if args.imgsz:  # else the weights' metadata, as the bot runs it
+        base["emotion_imgsz"] = args.imgsz
     sweep = Pipeline.from_settings(
         load_settings(**base, emotion_conf=ev.SWEEP_CONF, object_conf=ev.SWEEP_CONF)
     )
@@ -434,6 +436,7 @@ def evaluate_everyday(args: argparse.Namespace) -> dict[str, Any]:
     report = {
         "split": f"{args.everyday}:{args.split}",
         "photos": len(photos),
+        "imgsz": shipped.emotion.runner.imgsz,
         "faces": ev.face_metrics(photos, face_conf),
         "objects": ev.object_metrics(photos, object_conf),
         "honesty": ev.honesty_metrics(photos),

@@ -33,6 +33,7 @@ class SlowRequest:
     image: bytes
     generator: str | None = None
     sample: bool = True
+    keywords: tuple[str, ...] | None = None  # a 🔄 job: no image
     deadline: float | None = None
 
 
