@@ -5,7 +5,9 @@
 
 * messages (``send*`` methods except chat actions) wait for their chat's budget: about one a second in
   a private chat, 20 a minute in a group (Telegram's documented limits), and 30 a second overall;
-* chat actions, getFile, reactions and the like are not counted against a chat's message budget;
+* chat actions, getFile, reactions, callback answers and edits are not counted against a chat's
+  message budget; a 429 on one of them (it surely did not land) is waited out and repeated here,
+  up to ``OTHER_RETRIES`` times, as PTB's limiter did;
 * a 429 pauses only the chat it came from (PTB's limiter stops every request of the bot) and is
   raised to the caller, whose retry (``bot.delivery``) waits ``retry_after``.
 
@@ -39,6 +41,7 @@ GROUP_MESSAGES_PER_MINUTE = FloodLimit.MESSAGES_PER_MINUTE_PER_GROUP * SAFETY_MA
 OVERALL_MESSAGES_PER_S = FloodLimit.MESSAGES_PER_SECOND * SAFETY_MARGIN
 _UNPACED_SEND_METHODS = frozenset({"sendchataction"})
 _MAX_CHAT_LIMITERS = 4096  # idle ones are dropped beyond this
+OTHER_RETRIES = 3
 
 
 def is_message(endpoint: str) -> bool:
@@ -80,7 +83,7 @@ class ChatPacer(BaseRateLimiter[int]):
     ) -> bool | dict[str, Any] | list[dict[str, Any]]:
         chat_id = data.get("chat_id")
         if chat_id is None or not is_message(endpoint):
-            return await callback(*args, **kwargs)
+            return await _waiting_out_429s(callback, args, kwargs, endpoint)
         chat = _chat_key(chat_id)
         await self._wait_out_pause(chat)
         async with self._limiter(chat), self._overall:
@@ -120,6 +123,25 @@ class ChatPacer(BaseRateLimiter[int]):
         for chat, limiter in list(self._chats.items()):
             if limiter.has_capacity(limiter.max_rate):
                 del self._chats[chat]
+
+
+async def _waiting_out_429s(
+    callback: Callable[..., Coroutine[Any, Any, bool | dict[str, Any] | list[dict[str, Any]]]],
+    args: Any,
+    kwargs: dict[str, Any],
+    endpoint: str,
+) -> bool | dict[str, Any] | list[dict[str, Any]]:
+    """A request that is not a message: a 429 means it did not land, so wait and send it again."""
+    for attempt in range(OTHER_RETRIES + 1):
+        try:
+            return await callback(*args, **kwargs)
+        except RetryAfter as exc:
+            if attempt == OTHER_RETRIES:
+                raise
+            pause_s = retry_after_s(exc) or 1.0
+            logger.info("Telegram asked to wait %.0f s before repeating %s", pause_s, endpoint)
+            await asyncio.sleep(pause_s)
+    raise AssertionError("unreachable")
 
 
 def _chat_key(chat_id: object) -> int | str:
