@@ -30,12 +30,15 @@ from inference.errors import (
     InferenceFailedError,
     JobTimeoutError,
     QueueFullError,
+    QueueUnavailableError,
     ShuttingDownError,
 )
 from inference.registry import discover_generators
 from inference.results import CommentResult
+from inference.serving.records import ReplyAddress, WorkerStatus
+from inference.serving.select import LateResultHandler, make_transport
 from inference.settings import Settings
-from inference.transport import Job, LocalProcessTransport, Transport, WorkerInfo
+from inference.transport import Job, Transport, WorkerInfo
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +67,7 @@ class InferenceClient:
 
     def __init__(self, settings: Settings, transport: Transport | None = None) -> None:
         self._settings = settings
-        self._transport: Transport = transport or LocalProcessTransport(settings)
+        self._transport: Transport = transport or make_transport(settings)
         self._job_ids = itertools.count(1)
         self._outstanding = 0
         self._per_chat: Counter[str] = Counter()
@@ -121,11 +124,13 @@ class InferenceClient:
         generator: str | None = None,
         sample: bool = True,
         keywords: Sequence[str] | None = None,
+        reply_to: ReplyAddress | None = None,
     ) -> CommentResult:
         """A comment for one photo; raises a ``CommentBotError`` subclass the bot can show as is.
 
         With ``keywords`` (and ``image=b""``) the worker skips detection and writes a new comment for
-        those keywords (🔄); it queues and counts like a photo."""
+        those keywords (🔄); it queues and counts like a photo. ``reply_to`` travels with the job on a
+        shared queue, so the photo is still answered if this bot restarts before the result comes."""
         self._admit(image, chat_key)
         self._outstanding += 1
         self._per_chat[chat_key] += 1
@@ -136,6 +141,8 @@ class InferenceClient:
             sample=sample,
             deadline=time.time() + self._settings.job_timeout_s,
             keywords=tuple(keywords) if keywords is not None else None,
+            chat_key=chat_key,
+            reply_to=reply_to,
         )
         started = time.perf_counter()
         try:
@@ -152,6 +159,28 @@ class InferenceClient:
         self._latencies_ms.append((time.perf_counter() - started) * 1000.0)
         self._counts["done"] += 1
         return result
+
+    def workers(self) -> list[WorkerStatus]:
+        """Workers serving this bot: the shared queue's live ones, or the local process."""
+        listed = getattr(self._transport, "workers", None)
+        if listed is not None:
+            return list(listed())
+        if self._worker is None:
+            return []
+        info = self._worker
+        return [WorkerStatus(f"local-{info.pid}", "localhost", info.pid, info.device, info.generator_names)]
+
+    def on_late_result(self, handler: LateResultHandler) -> None:
+        """Where results of jobs accepted before a restart go (shared queue only; a local worker
+        dies with its bot, so there are none)."""
+        register = getattr(self._transport, "on_late_result", None)
+        if register is not None:
+            register(handler)
+
+    @property
+    def healthy(self) -> bool:
+        """Running, and the shared queue (if any) reachable."""
+        return self._state == "running" and bool(getattr(self._transport, "healthy", True))
 
     def stats(self) -> QueueStats:
         counters = self._transport.counters()
@@ -206,7 +235,9 @@ class InferenceClient:
         return outcome.result
 
     def _count_failure(self, exc: CommentBotError) -> None:
-        self._counts["failed"] += 1
+        # A shared queue refuses at its own door (limits across replicas): still a rejection.
+        refused = isinstance(exc, QueueFullError | ChatLimitError | QueueUnavailableError)
+        self._counts["rejected" if refused else "failed"] += 1
         self._errors[exc.code] += 1
 
 

@@ -145,3 +145,28 @@ def bus_jpg() -> Path:
 @pytest.fixture(scope="session")
 def zidane_jpg() -> Path:
     return ultralytics_asset("zidane.jpg")
+
+
+# --- real servers: Redis and PostgreSQL ---------------------------------------------------------
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """The Redis ``.ci/run`` started (``TEST_REDIS_URL``), or one started here for the session."""
+    from tests.servers import redis_server
+
+    if url := os.environ.get("TEST_REDIS_URL"):
+        yield url
+        return
+    with redis_server() as server:
+        yield server.url
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """The PostgreSQL ``.ci/run`` started (``TEST_DATABASE_URL``), or one started here."""
+    from tests.servers import postgres_server
+
+    if url := os.environ.get("TEST_DATABASE_URL"):
+        yield url
+        return
+    with postgres_server() as server:
+        yield server.url
