@@ -126,12 +126,9 @@ class PostgresServer:
             capture_output=True,
         )
         options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.folder} -c fsync=off"
-        subprocess.run(
-            _as_postgres([_pg_binary("pg_ctl"), "-D", str(data), "-o", options, "-l", str(self.folder / "log"),
-                          "-w", "start"]),
-            check=True,
-            capture_output=True,
-        )  # fmt: skip
+        log = str(self.folder / "log")
+        start = [_pg_binary("pg_ctl"), "-D", str(data), "-o", options, "-l", log, "-w", "start"]
+        subprocess.run(_as_postgres(start), check=True, capture_output=True)
         wait_for_port(self.port)
 
     def stop(self) -> None:
