@@ -188,7 +188,10 @@ class RedisStreamsTransport:
             if not pending.future.done():
                 self._abandon(key, pending.chat_key)  # a later result must not be answered twice
                 pending.future.set_exception(ShuttingDownError("bot stopped before the result came"))
-        for task in self._tasks:
+        # The loops see the state and end after their current call (a read blocks ≤ READ_BLOCK_MS):
+        # cancelling redis-py in the middle of a blocking XREADGROUP can leave the task hanging.
+        _, stuck = await asyncio.wait(self._tasks, timeout=READ_BLOCK_MS / 1000 + CONNECT_TIMEOUT_S + 1)
+        for task in stuck:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._late_tasks:
@@ -266,7 +269,7 @@ class RedisStreamsTransport:
         client = self._redis()
         cursor = "0"
         backoff = 0.2
-        while True:
+        while self._state == "running":
             try:
                 if cursor == "0":
                     await ensure_group(client, self._results, BOT_GROUP)
@@ -373,7 +376,7 @@ class RedisStreamsTransport:
 
     async def _monitor(self) -> None:
         interval = min(2.0, max(0.2, self._settings.queue_heartbeat_s / 2))
-        while True:
+        while self._state == "running":
             await asyncio.sleep(interval)
             try:
                 await self._refresh()
