@@ -37,8 +37,9 @@ from telegram.ext import (
 
 from bot import messages
 from bot.core import ChatRef, PhotoService, PlatformStartupError
-from bot.feedback import BUTTON_PATTERN, FORGET_ADMIN_ONLY
-from bot.telegram_feedback import answer_press, reply_with_comment
+from bot.feedback import BUTTON_PATTERN, FORGET_ADMIN_ONLY, photo_sha256
+from bot.telegram_feedback import TelegramLateSender, answer_press, reply_with_comment
+from inference.serving.records import ReplyAddress
 from inference.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -125,6 +126,9 @@ async def post_init(application: Application[Any, Any, Any, Any, Any, Any]) -> N
         await resources.service.store.open()
         await resources.service.client.start()
     await application.bot.set_my_commands(list(COMMANDS))
+    resources.service.late_replies.register(
+        "telegram", TelegramLateSender(application.bot, resources.service)
+    )
     logger.info("telegram bot @%s ready", application.bot.username)
 
 
@@ -287,7 +291,15 @@ async def photo_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
         if isinstance(image, str):
             await message.reply_text(image, do_quote=True)
             return
-        reply = await resources.service.comment_result(chat, image)
+        address = ReplyAddress(
+            platform="telegram",
+            chat_id=message.chat_id,
+            message_id=message.message_id,
+            chat_key=chat.key,
+            photo_ref=attachment.file_id,
+            photo_sha256=photo_sha256(image),
+        )
+        reply = await resources.service.comment_result(chat, image, address)
     await reply_with_comment(message, resources.service, chat, reply, image, attachment.file_id)
 
 

@@ -19,6 +19,8 @@ from bot import messages
 from bot.cogs.common import chat_ref_for, clip
 from bot.cogs.feedback import send_comment
 from bot.core import ChatRef, PhotoService
+from bot.feedback import photo_sha256
+from inference.serving.records import ReplyAddress
 from inference.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -127,7 +129,15 @@ class PhotosCog(commands.Cog, name="Photos"):
         if kind is AttachmentKind.UNKNOWN and not sniff_is_image(data):
             logger.debug("attachment %s from %s is not an image; ignored", attachment.id, chat.key)
             return
-        reply = await self.service.comment_result(chat, data)
+        address = ReplyAddress(
+            platform="discord",
+            chat_id=message.channel.id,
+            message_id=message.id,
+            chat_key=chat.key,
+            photo_ref=str(attachment.id),
+            photo_sha256=photo_sha256(data),
+        )
+        reply = await self.service.comment_result(chat, data, address)
         if isinstance(reply, str):
             await send_reply(message, reply)
         else:
