@@ -14,15 +14,19 @@ import os
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from inference.runtime import prepare_offline_ultralytics
 from inference.settings import Settings
 from tests.fixtures.tiny_models import make_tiny_weights
+
+if TYPE_CHECKING:
+    from tests.queue_harness import Queue
 
 # --- offline ultralytics, before anything imports it --------------------------------------------
 _YOLO_CONFIG_DIR = Path(tempfile.mkdtemp(prefix="yolo-config-"))
@@ -170,3 +174,16 @@ def postgres_url() -> Iterator[str]:
         return
     with postgres_server() as server:
         yield server.url
+
+
+@pytest.fixture
+async def queue(redis_url: str, tmp_path: Path) -> AsyncIterator[Queue]:
+    """A fresh queue name on the shared Redis (tests never see each other's keys)."""
+    from tests.queue_harness import Queue  # imports this module
+
+    harness = Queue(redis_url, f"t{uuid.uuid4().hex[:10]}", tmp_path, [])
+    yield harness
+    for worker in harness.workers:
+        if worker.process.returncode is None:
+            worker.process.kill()
+            await worker.process.wait()

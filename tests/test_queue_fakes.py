@@ -12,6 +12,7 @@ script what happens to it:
     b"odd"           an error object that cannot be pickled back to the client
     b"pid"           comment is the worker's pid
     b"who:<s>"       takes <s> seconds, comment is the worker's pid (which worker answered)
+    b"gen"           comment is the generator's name (which model the chat's setting chose)
     b"tokens"        comment shows the bot tokens the worker received
 
 and ``FakePipeline`` dies while loading when ``weights_dir/crash-on-load`` exists.
@@ -80,6 +81,8 @@ class FakePipeline:
         text = request.image.decode(errors="replace")
         if request.image == b"pid" or request.image.startswith(b"who:"):
             text = str(os.getpid())
+        elif request.image == b"gen":
+            text = generator
         elif request.image == b"tokens":
             text = f"{self.settings.telegram_bot_token}|{self.settings.discord_bot_token}"
         return CommentResult(
