@@ -1,0 +1,171 @@
+"""``python -m inference.benchmark --queue redis://…``: the shared queue against the local worker.
+
+One run, on this machine:
+
+1. the local transport (one worker process, the bot's default): latency at concurrency 1;
+2. for each count in ``--workers`` (default ``1,2``): that many ``python -m inference.worker --queue``
+   processes on a fresh queue name, latency at concurrency 1 (first count only) and throughput with
+   ``--concurrency`` submitters;
+
+and reports what Redis adds per photo (p50 of client latency minus the pipeline's own time, Redis
+minus local) and the throughput ratio of the largest worker count to the smallest. Every worker,
+local or not, gets ``--torch-threads`` threads (default 1: one core each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from inference.client import InferenceClient
+from inference.errors import WorkerStartError
+from inference.serving.queue_args import worker_counts
+from inference.serving.redis_transport import RedisStreamsTransport
+from inference.settings import REPO_ROOT, Settings
+from inference.transport import LocalProcessTransport
+
+logger = logging.getLogger(__name__)
+
+WORKER_START_S = 600.0
+
+
+async def run_queue_benchmark(
+    args: argparse.Namespace, settings: Settings, photos: Sequence[Any]
+) -> dict[str, Any]:
+    from inference.benchmark import run_phase  # the same phases as the local benchmark
+
+    load_before = psutil.getloadavg()[0]
+    settings = settings.model_copy(
+        update={"torch_threads": args.torch_threads, "queue_url": args.queue, "queue_heartbeat_s": 1.0}
+    )
+    generator = args.generator or settings.default_generator
+    report: dict[str, Any] = {"queue": _safe_url(args.queue), "torch_threads_per_worker": args.torch_threads}
+
+    local = InferenceClient(settings, LocalProcessTransport(settings, args.pipeline_factory))
+    await local.start()
+    try:
+        local_latency = await run_phase(local, photos, args.latency_photos, 1, generator)
+    finally:
+        await local.close()
+    report["local"] = _latency_summary(local_latency)
+
+    throughputs: dict[int, float] = {}
+    for count in worker_counts(args.workers):
+        name = f"bench{uuid.uuid4().hex[:8]}"
+        queue_settings = settings.model_copy(update={"queue_name": name, "queue_instance": "bench"})
+        async with _workers(queue_settings, args, count) as client:
+            if count == worker_counts(args.workers)[0]:
+                latency = await run_phase(client, photos, args.latency_photos, 1, generator)
+                report["redis"] = _latency_summary(latency)
+            phase = await run_phase(client, photos, args.throughput_photos, args.concurrency, generator)
+            throughputs[count] = phase.throughput
+            report[f"throughput_{count}_workers"] = round(phase.throughput, 2)
+            report[f"errors_{count}_workers"] = dict(phase.errors)
+    smallest, largest = min(throughputs), max(throughputs)
+    if largest != smallest and throughputs[smallest]:
+        report[f"scaling_{largest}_vs_{smallest}"] = round(throughputs[largest] / throughputs[smallest], 2)
+    local_overhead, redis_overhead = report["local"]["overhead_p50_ms"], report["redis"]["overhead_p50_ms"]
+    if local_overhead is not None and redis_overhead is not None:
+        report["redis_added_p50_ms"] = round(redis_overhead - local_overhead, 2)
+    report["redis_added_latency_p50_ms"] = _diff(
+        report["redis"]["latency_p50_ms"], report["local"]["latency_p50_ms"]
+    )
+    report.update(
+        concurrency=args.concurrency,
+        max_batch_size=settings.max_batch_size,
+        max_wait_ms=settings.max_wait_ms,
+        generator=generator,
+        cpu_count=psutil.cpu_count(),
+        load_average_before=round(load_before, 2),
+        load_average_1m=round(psutil.getloadavg()[0], 2),
+    )
+    return report
+
+
+@contextlib.asynccontextmanager
+async def _workers(
+    settings: Settings, args: argparse.Namespace, count: int
+) -> AsyncIterator[InferenceClient]:
+    """``count`` worker processes on the queue and a client that waits until all of them beat."""
+    processes = [await _start_worker(settings, args, f"{settings.queue_name}-w{i}") for i in range(count)]
+    client = InferenceClient(settings, RedisStreamsTransport(settings))
+    try:
+        await client.start()
+        deadline = time.monotonic() + WORKER_START_S
+        while len(client.workers()) < count:
+            if any(p.returncode is not None for p in processes) or time.monotonic() > deadline:
+                raise WorkerStartError(f"only {len(client.workers())} of {count} workers came up")
+            await asyncio.sleep(0.2)
+        yield client
+    finally:
+        await client.close()
+        for process in processes:
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                await asyncio.wait_for(process.wait(), 30)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+
+async def _start_worker(
+    settings: Settings, args: argparse.Namespace, name: str
+) -> asyncio.subprocess.Process:
+    env = dict(os.environ)
+    env.update(
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])),
+        WEIGHTS_DIR=str(settings.weights_dir),
+        DEVICE=settings.device,
+        TORCH_THREADS=str(settings.torch_threads),
+        MAX_BATCH_SIZE=str(settings.max_batch_size),
+        MAX_WAIT_MS=str(settings.max_wait_ms),
+        QUEUE_NAME=settings.queue_name,
+        QUEUE_HEARTBEAT_S=str(settings.queue_heartbeat_s),
+        LOG_LEVEL=args.log_level,
+    )
+    assert settings.queue_url is not None
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "inference.worker", "--queue", settings.queue_url,
+        "--pipeline", args.pipeline_factory, "--name", name,
+        env=env, cwd=Path.cwd(),
+    )  # fmt: skip
+
+
+def _latency_summary(phase: Any) -> dict[str, Any]:
+    return {
+        "latency_p50_ms": _median(phase.latencies_ms),
+        "overhead_p50_ms": _median(phase.overheads_ms),  # client latency minus the pipeline's own time
+        "photos": phase.photos,
+        "errors": dict(phase.errors),
+    }
+
+
+def _median(values: Sequence[float]) -> float | None:
+    return round(statistics.median(values), 2) if values else None
+
+
+def _diff(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else round(a - b, 2)
+
+
+def _safe_url(url: str) -> str:
+    """The URL without a password (reports get pasted into READMEs)."""
+    if "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://***@{rest.split('@', 1)[1]}"
