@@ -29,11 +29,12 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from redis.exceptions import RedisError
 
 from inference.client import InferenceClient
-from inference.errors import WorkerStartError
+from inference.errors import QueueUnavailableError, WorkerStartError
 from inference.serving.queue_args import worker_counts
-from inference.serving.redis_transport import RedisStreamsTransport
+from inference.serving.redis_transport import RedisStreamsTransport, connect
 from inference.settings import REPO_ROOT, Settings
 from inference.transport import LocalProcessTransport
 
@@ -48,6 +49,7 @@ async def run_queue_benchmark(
     from inference.benchmark import run_phase  # the same phases as the local benchmark
 
     load_before = psutil.getloadavg()[0]
+    await _check_reachable(args.queue)
     settings = settings.model_copy(
         update={"torch_threads": args.torch_threads, "queue_url": args.queue, "queue_heartbeat_s": 1.0}
     )
@@ -144,6 +146,17 @@ async def _start_worker(
         "--pipeline", args.pipeline_factory, "--name", name,
         env=env, cwd=Path.cwd(),
     )  # fmt: skip
+
+
+async def _check_reachable(url: str) -> None:
+    """Fail at once with a clear message instead of waiting for workers that cannot connect."""
+    client = connect(url)
+    try:
+        await client.ping()
+    except (RedisError, OSError) as exc:
+        raise QueueUnavailableError(f"cannot reach {_safe_url(url)}: {exc}") from None
+    finally:
+        await client.aclose()
 
 
 def _latency_summary(phase: Any) -> dict[str, Any]:

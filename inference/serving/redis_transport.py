@@ -190,10 +190,11 @@ class RedisStreamsTransport:
                 pending.future.set_exception(ShuttingDownError("bot stopped before the result came"))
         # The loops see the state and end after their current call (a read blocks ≤ READ_BLOCK_MS):
         # cancelling redis-py in the middle of a blocking XREADGROUP can leave the task hanging.
-        _, stuck = await asyncio.wait(self._tasks, timeout=READ_BLOCK_MS / 1000 + CONNECT_TIMEOUT_S + 1)
-        for task in stuck:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            _, stuck = await asyncio.wait(self._tasks, timeout=READ_BLOCK_MS / 1000 + CONNECT_TIMEOUT_S + 1)
+            for task in stuck:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._late_tasks:
             await asyncio.wait(self._late_tasks, timeout=timeout_s)
         if self._client is not None:

@@ -414,6 +414,7 @@ async def _create_group_when_reachable(client: redis.Redis, stream: str, stop: a
             await ensure_group(client, stream, WORKER_GROUP)
             return
         except (RedisError, OSError) as exc:
-            logger.error("shared queue unreachable: %s (retrying)", exc)
+            log = logger.error if backoff == 0.2 else logger.debug  # one line per outage
+            log("shared queue unreachable: %s (retrying)", exc)
             await _sleep_or_stop(stop, backoff)
             backoff = min(MAX_BACKOFF_S, backoff * 2)
