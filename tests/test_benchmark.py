@@ -132,6 +132,7 @@ def test_queue_benchmark_compares_local_and_redis_and_scales_with_workers(
         "--throughput-photos", "64",
         "--concurrency", "16",
         "--max-batch-size", "4",
+        "--claim-idle-s", "1",
     )  # fmt: skip
     assert report["local"]["photos"] == report["redis"]["photos"] == 6
     assert (
@@ -143,3 +144,7 @@ def test_queue_benchmark_compares_local_and_redis_and_scales_with_workers(
     assert report["throughput_1_workers"] <= 4 / 0.05 + 1
     assert report["scaling_2_vs_1"] >= 1.6, report
     assert report["queue"] == redis_url and report["torch_threads_per_worker"] == 1
+    takeover = report["takeover"]  # one of the two workers killed -9 while it held jobs
+    assert takeover["held_by_killed_worker"] >= 1 and takeover["photos"] == 16
+    assert (takeover["lost"], takeover["duplicates"]) == (0, 0), takeover
+    assert takeover["answered_after_kill_s"] <= 1 + 5

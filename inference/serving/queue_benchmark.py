@@ -29,12 +29,16 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from inference.client import InferenceClient
-from inference.errors import QueueUnavailableError, WorkerStartError
+from inference.errors import CommentBotError, QueueUnavailableError, WorkerStartError
+from inference.results import CommentResult
 from inference.serving.queue_args import worker_counts
+from inference.serving.records import ReplyAddress
 from inference.serving.redis_transport import RedisStreamsTransport, connect
+from inference.serving.wire import WORKER_GROUP, QueueKeys
 from inference.settings import REPO_ROOT, Settings
 from inference.transport import LocalProcessTransport
 
@@ -51,7 +55,12 @@ async def run_queue_benchmark(
     load_before = psutil.getloadavg()[0]
     await _check_reachable(args.queue)
     settings = settings.model_copy(
-        update={"torch_threads": args.torch_threads, "queue_url": args.queue, "queue_heartbeat_s": 1.0}
+        update={
+            "torch_threads": args.torch_threads,
+            "queue_url": args.queue,
+            "queue_heartbeat_s": 1.0,
+            "queue_claim_idle_s": args.claim_idle_s,
+        }
     )
     generator = args.generator or settings.default_generator
     report: dict[str, Any] = {"queue": _safe_url(args.queue), "torch_threads_per_worker": args.torch_threads}
@@ -68,7 +77,7 @@ async def run_queue_benchmark(
     for count in worker_counts(args.workers):
         name = f"bench{uuid.uuid4().hex[:8]}"
         queue_settings = settings.model_copy(update={"queue_name": name, "queue_instance": "bench"})
-        async with _workers(queue_settings, args, count) as client:
+        async with _workers(queue_settings, args, count) as (client, processes):
             if count == worker_counts(args.workers)[0]:
                 latency = await run_phase(client, photos, args.latency_photos, 1, generator)
                 report["redis"] = _latency_summary(latency)
@@ -76,6 +85,10 @@ async def run_queue_benchmark(
             throughputs[count] = phase.throughput
             report[f"throughput_{count}_workers"] = round(phase.throughput, 2)
             report[f"errors_{count}_workers"] = dict(phase.errors)
+            if count >= 2 and count == max(worker_counts(args.workers)):
+                report["takeover"] = await _takeover(
+                    client, processes, queue_settings, photos, args, generator
+                )
     smallest, largest = min(throughputs), max(throughputs)
     if largest != smallest and throughputs[smallest]:
         report[f"scaling_{largest}_vs_{smallest}"] = round(throughputs[largest] / throughputs[smallest], 2)
@@ -100,9 +113,11 @@ async def run_queue_benchmark(
 @contextlib.asynccontextmanager
 async def _workers(
     settings: Settings, args: argparse.Namespace, count: int
-) -> AsyncIterator[InferenceClient]:
+) -> AsyncIterator[tuple[InferenceClient, dict[str, asyncio.subprocess.Process]]]:
     """``count`` worker processes on the queue and a client that waits until all of them beat."""
-    processes = [await _start_worker(settings, args, f"{settings.queue_name}-w{i}") for i in range(count)]
+    names = [f"{settings.queue_name}-w{i}" for i in range(count)]
+    started = {name: await _start_worker(settings, args, name) for name in names}
+    processes = list(started.values())
     client = InferenceClient(settings, RedisStreamsTransport(settings))
     try:
         await client.start()
@@ -111,7 +126,7 @@ async def _workers(
             if any(p.returncode is not None for p in processes) or time.monotonic() > deadline:
                 raise WorkerStartError(f"only {len(client.workers())} of {count} workers came up")
             await asyncio.sleep(0.2)
-        yield client
+        yield client, started
     finally:
         await client.close()
         for process in processes:
@@ -138,6 +153,7 @@ async def _start_worker(
         MAX_WAIT_MS=str(settings.max_wait_ms),
         QUEUE_NAME=settings.queue_name,
         QUEUE_HEARTBEAT_S=str(settings.queue_heartbeat_s),
+        QUEUE_CLAIM_IDLE_S=str(settings.queue_claim_idle_s),
         LOG_LEVEL=args.log_level,
     )
     assert settings.queue_url is not None
@@ -146,6 +162,66 @@ async def _start_worker(
         "--pipeline", args.pipeline_factory, "--name", name,
         env=env, cwd=Path.cwd(),
     )  # fmt: skip
+
+
+async def _takeover(
+    client: InferenceClient,
+    processes: dict[str, asyncio.subprocess.Process],
+    settings: Settings,
+    photos: Sequence[Any],
+    args: argparse.Namespace,
+    generator: str,
+) -> dict[str, Any]:
+    """Kill -9 a worker in the middle of its batch: how long until its jobs are answered elsewhere,
+    and how many photos were lost (no comment) or answered twice (a second result reaching the bot)."""
+    twice: list[str] = []
+
+    async def answered_again(address: ReplyAddress, answer: CommentResult | CommentBotError) -> None:
+        twice.append(address.chat_key)
+
+    client.on_late_result(answered_again)
+    count = args.concurrency
+    jobs = [
+        asyncio.create_task(
+            client.comment(photos[i % len(photos)].data, chat_key=f"k{i}", generator=generator)
+        )
+        for i in range(count)
+    ]
+    probe = connect(args.queue)
+    try:
+        victim, held = await _busy_worker(probe, settings, list(processes))
+    finally:
+        await probe.aclose()
+    processes[victim].send_signal(signal.SIGKILL)
+    killed_at = time.perf_counter()
+    results = await asyncio.gather(*jobs, return_exceptions=True)
+    finished_s = time.perf_counter() - killed_at
+    await asyncio.sleep(2 * settings.queue_heartbeat_s)  # a duplicate would arrive by now
+    lost = [r for r in results if not isinstance(r, CommentResult)]
+    return {
+        "photos": count,
+        "held_by_killed_worker": held,
+        "claim_idle_s": settings.queue_claim_idle_s,
+        "answered_after_kill_s": round(finished_s, 2),
+        "lost": len(lost),
+        "duplicates": len(twice),
+        "errors": sorted({getattr(r, "code", type(r).__name__) for r in lost}),
+    }
+
+
+async def _busy_worker(client: redis.Redis, settings: Settings, names: list[str]) -> tuple[str, int]:
+    """The first worker seen holding jobs (read, not yet answered), and how many."""
+    stream = QueueKeys(settings.queue_name).requests
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for name in names:
+            entries: Any = await client.xpending_range(
+                stream, WORKER_GROUP, "-", "+", 1000, consumername=name
+            )
+            if entries:
+                return name, len(entries)
+        await asyncio.sleep(0.02)
+    raise WorkerStartError("no worker picked up the takeover jobs within 60 s")
 
 
 async def _check_reachable(url: str) -> None:

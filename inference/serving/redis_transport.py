@@ -304,12 +304,19 @@ class RedisStreamsTransport:
                 await asyncio.sleep(1.0)
 
     async def _handle_results(self, client: redis.Redis, entries: list[tuple[bytes, Any]]) -> None:
+        """Claim each reply (first reply wins), release its admission, acknowledge and delete the entry.
+
+        A result whose ``submit`` is waiting here is handed over first, before the round trip: the
+        worker already published it once, this process stopped waiting for nothing else, and the
+        claim lands long before the handler has its reply sent (it only matters to a later run)."""
         outcomes: list[WireOutcome | None] = []
         async with client.pipeline(transaction=False) as pipe:
             for entry_id, fields in entries:
                 wire = self._parse(entry_id, fields)
                 outcomes.append(wire)
                 if wire is not None:
+                    if wire.key not in self._abandoned:
+                        self._resolve_waiting(wire)
                     pipe.set(self._keys.replied(wire.key), self.instance, nx=True, ex=REPLY_CLAIM_TTL_S)
                     pipe.zrem(self._keys.inflight, wire.key)
                     pipe.zrem(self._keys.chat(wire.chat_key or f"job:{wire.key}"), wire.key)
@@ -321,10 +328,12 @@ class RedisStreamsTransport:
                 next(replies), next(replies)
                 continue
             claimed, *_ = (next(replies) for _ in range(5))
+            if wire.resolved:
+                continue
             if wire.key in self._abandoned or not claimed:
                 logger.info("dropping result of job %s: already answered", wire.key)
                 continue
-            self._deliver(wire)
+            self._deliver_late(wire)
 
     def _parse(self, entry_id: bytes, fields: Any) -> WireOutcome | None:
         if not fields:  # deleted before we read it again
@@ -335,12 +344,14 @@ class RedisStreamsTransport:
             logger.exception("malformed result entry %r; dropping it", entry_id)
             return None
 
-    def _deliver(self, wire: WireOutcome) -> None:
+    def _resolve_waiting(self, wire: WireOutcome) -> None:
         pending = self._pending.get(wire.key)
-        if pending is not None:
-            if not pending.future.done():
-                pending.future.set_result(wire.outcome)
-            return
+        if pending is not None and not pending.future.done():
+            pending.future.set_result(wire.outcome)
+            wire.resolved = True
+
+    def _deliver_late(self, wire: WireOutcome) -> None:
+        """A result nobody in this process waits for: a job accepted before a restart."""
         answer: CommentResult | CommentBotError | None = wire.outcome.result or wire.outcome.error
         if wire.reply is None or answer is None or self._late_handler is None:
             logger.warning("result of job %s has no waiting photo and no way to reply; dropped", wire.key)

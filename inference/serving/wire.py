@@ -144,13 +144,14 @@ def outcome_fields(
     }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WireOutcome:
     entry_id: bytes
     key: str
     outcome: JobOutcome
     reply: ReplyAddress | None
     chat_key: str
+    resolved: bool = False  # handed to a ``submit`` waiting in this process
 
 
 def parse_outcome(entry_id: bytes, fields: Fields, job_id: int = 0) -> WireOutcome:
