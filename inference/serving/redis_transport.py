@@ -161,8 +161,10 @@ class RedisStreamsTransport:
         chat_key = job.chat_key or f"job:{key}"  # no chat: no per-chat limit
         future: asyncio.Future[JobOutcome] = asyncio.get_running_loop().create_future()
         self._pending[key] = _Pending(future, chat_key)  # before XADD: the result may beat the reply
+        enqueued = False
         try:
             verdict = await self._admit_and_enqueue(client, key, chat_key, job)
+            enqueued = verdict == _ADMITTED
             if verdict == _QUEUE_FULL:
                 raise QueueFullError(f"shared queue holds {self._settings.max_pending} jobs")
             if verdict == _CHAT_LIMIT:
@@ -173,7 +175,7 @@ class RedisStreamsTransport:
             return replace(outcome, job_id=job.job_id)
         finally:
             self._pending.pop(key, None)
-            if not future.done() or future.cancelled():
+            if enqueued and (not future.done() or future.cancelled()):
                 self._abandon(key, chat_key)
 
     async def close(self, timeout_s: float = 10.0) -> None:

@@ -216,4 +216,5 @@ def parse_heartbeat(raw: bytes, now: float) -> WorkerStatus:
     data = json.loads(raw)
     seen_at = float(data.pop("seen_at"))
     data["seen_s_ago"] = max(0.0, now - seen_at)
-    return WorkerStatus(**data)
+    known = {name: value for name, value in data.items() if name in WorkerStatus.__dataclass_fields__}
+    return WorkerStatus(**known)  # fields a newer worker adds are ignored, not fatal
