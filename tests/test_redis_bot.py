@@ -17,7 +17,7 @@ import pytest
 from inference.settings import REPO_ROOT
 from tests.fakes.telegram_server import FakeTelegramServer
 from tests.queue_harness import Queue
-from tests.servers import free_port, fresh_database
+from tests.servers import free_port, fresh_database, wait_for_port
 
 TOKEN = "987654321:AAH-redis-replicas-SECRET_abcdefghij"
 ADMIN = 4242
@@ -129,6 +129,8 @@ async def test_two_webhook_replicas_share_the_queue_and_the_chat_settings(bots: 
             METRICS_PORT=str(metrics_ports[name]),
         )
     await server.wait_for(lambda: len(server.calls_of("setWebhook")) == 2, within_s=120)
+    for port in ports.values():  # PTB registers the webhook first, then starts listening
+        await asyncio.to_thread(wait_for_port, port)
     async with aiohttp.ClientSession() as http:
 
         async def post(name: str, **fields: object) -> int:
