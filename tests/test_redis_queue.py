@@ -56,6 +56,14 @@ async def test_round_trip_batches_heartbeats_and_worker_metrics(queue: Queue) ->
         "mupl_worker_batch_size_count" in metrics and 'mupl_worker_jobs_total{outcome="done"} 3.0' in metrics
     )
     await queue_is_drained(queue)
+    worker.process.send_signal(signal.SIGTERM)  # how a supervisor stops it: clean exit, heartbeat gone
+    assert await asyncio.wait_for(worker.process.wait(), 15) == 0
+    probe = redis.Redis.from_url(queue.url)
+    try:
+        assert not await probe.hexists(queue.keys.workers, "w1")
+    finally:
+        await probe.aclose()
+    assert "stopped after 4 job(s)" in worker.output()
 
 
 async def test_limits_hold_across_two_bot_replicas(queue: Queue) -> None:
