@@ -114,6 +114,25 @@ async def test_a_bot_killed_with_jobs_in_flight_answers_them_after_its_restart(b
     assert bots.log("bot-1").count("after a restart") == 3
 
 
+async def test_a_result_that_comes_after_the_timeout_reply_is_not_sent_again_after_a_restart(
+    bots: Bots,
+) -> None:
+    """The user got "took too long"; the worker still finishes, while the bot restarts: no second reply."""
+    server = bots.server
+    first = await bots.start("bot-1", JOB_TIMEOUT_S="2")
+    await server.wait_for(lambda: server.calls_of("setMyCommands"), within_s=120)
+    photo = await server.push_message(chat_id=11, user_id=11, photo=[(b"sleep:5", 64, 48)])
+    timeout_reply = await server.wait_for_reply(photo, within_s=30)
+    assert "오래" in timeout_reply["text"]  # JobTimeoutError's Korean sentence
+    first.send_signal(signal.SIGKILL)
+    await first.wait()
+    await bots.start("bot-1", JOB_TIMEOUT_S="2")
+    await server.wait_for(lambda: len(server.calls_of("setMyCommands")) == 2, within_s=120)
+    await asyncio.sleep(6.0)  # the worker has published the late result by now
+    assert len(server.replies_to(photo)) == 1, bots.log("bot-1")
+    assert "already answered" in bots.log("bot-1")
+
+
 async def test_two_webhook_replicas_share_the_queue_and_the_chat_settings(bots: Bots) -> None:
     server = bots.server
     ports = {name: free_port() for name in ("a", "b")}
