@@ -63,7 +63,7 @@ READ_COUNT = 100
 REPLY_CLAIM_TTL_S = 24 * 3600
 ADMISSION_GRACE_S = 5.0  # a job counts against the limits until its result arrives or this after its deadline
 MAX_BACKOFF_S = 5.0
-ABANDONED_MEMORY = 10_000
+SETTLED_MEMORY = 100_000  # job keys (32 characters each): a few MB at most
 CONNECT_TIMEOUT_S = 2.0
 SOCKET_TIMEOUT_S = READ_BLOCK_MS / 1000 + 5.0
 
@@ -121,7 +121,9 @@ class RedisStreamsTransport:
         self._results = self._keys.results(self.instance)
         self._client = client
         self._pending: dict[str, _Pending] = {}
-        self._abandoned: OrderedDict[str, None] = OrderedDict()
+        # Jobs this process is done with (answered, replied late, or given up): a result read again
+        # (a failed acknowledgement, a duplicate) is dropped without a round trip.
+        self._settled: OrderedDict[str, None] = OrderedDict()
         self._late_handler: LateResultHandler | None = None
         self._late_tasks: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
@@ -246,9 +248,7 @@ class RedisStreamsTransport:
     def _abandon(self, key: str, chat_key: str) -> None:
         """Nobody waits for this job any more (timeout, cancel, shutdown): its result, if it still
         comes, is dropped, and it no longer counts against the limits."""
-        self._abandoned[key] = None
-        while len(self._abandoned) > ABANDONED_MEMORY:
-            self._abandoned.popitem(last=False)
+        self._settle(key)
         if self._client is not None:
             task = asyncio.get_running_loop().create_task(self._forget(key, chat_key))
             self._late_tasks.add(task)
@@ -317,7 +317,7 @@ class RedisStreamsTransport:
                 wire = self._parse(entry_id, fields)
                 outcomes.append(wire)
                 if wire is not None:
-                    if wire.key not in self._abandoned:
+                    if wire.key not in self._settled:
                         self._resolve_waiting(wire)
                     pipe.set(self._keys.replied(wire.key), self.instance, nx=True, ex=REPLY_CLAIM_TTL_S)
                     pipe.zrem(self._keys.inflight, wire.key)
@@ -332,9 +332,11 @@ class RedisStreamsTransport:
             claimed, *_ = (next(replies) for _ in range(5))
             if wire.resolved:
                 continue
-            if wire.key in self._abandoned or not claimed:
+            if wire.key in self._settled or not claimed:
                 logger.info("dropping result of job %s: already answered", wire.key)
+                self._settle(wire.key)
                 continue
+            self._settle(wire.key)
             self._deliver_late(wire)
 
     def _parse(self, entry_id: bytes, fields: Any) -> WireOutcome | None:
@@ -351,6 +353,12 @@ class RedisStreamsTransport:
         if pending is not None and not pending.future.done():
             pending.future.set_result(wire.outcome)
             wire.resolved = True
+            self._settle(wire.key)
+
+    def _settle(self, key: str) -> None:
+        self._settled[key] = None
+        while len(self._settled) > SETTLED_MEMORY:
+            self._settled.popitem(last=False)
 
     def _deliver_late(self, wire: WireOutcome) -> None:
         """A result nobody in this process waits for: a job accepted before a restart."""
