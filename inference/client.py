@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import psutil
+
 from inference.errors import (
     ChatLimitError,
     CommentBotError,
@@ -168,7 +170,16 @@ class InferenceClient:
         if self._worker is None:
             return []
         info = self._worker
-        return [WorkerStatus(f"local-{info.pid}", "localhost", info.pid, info.device, info.generator_names)]
+        pid = getattr(self._transport, "worker_pid", None) or info.pid  # the current one, after restarts
+        try:
+            rss_mb = psutil.Process(pid).memory_info().rss / 2**20
+        except psutil.Error:
+            rss_mb = 0.0
+        return [
+            WorkerStatus(
+                f"local-{pid}", "localhost", pid, info.device, info.generator_names, rss_mb=round(rss_mb, 1)
+            )
+        ]
 
     def on_late_result(self, handler: LateResultHandler) -> None:
         """Where results of jobs accepted before a restart go (shared queue only; a local worker

@@ -127,3 +127,15 @@ def test_worker_command_needs_a_queue_and_valid_settings(tmp_path: Path) -> None
         text=True,
     )
     assert bad.returncode == 2 and "QUEUE_URL" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.timeout(120)
+async def test_the_local_worker_is_listed_for_stats_with_its_memory(tmp_path: Path) -> None:
+    from tests.test_queue import running_client
+
+    async with running_client(tmp_path) as client:
+        [local] = client.workers()
+        assert client.worker is not None and local.pid == client.worker.pid
+        assert (local.device, local.generators) == ("fake", ["gpt2", "t5"]) and local.rss_mb > 5
+        assert client.healthy
+    assert not client.healthy
