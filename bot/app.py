@@ -22,6 +22,7 @@ from bot.core import PhotoService, PlatformStartupError
 from bot.store import Store, store_url
 from inference.client import InferenceClient
 from inference.errors import CommentBotError
+from inference.serving.metrics import BotMetrics, start_ops_server
 from inference.settings import Settings, SettingsError, load_settings
 
 logger = logging.getLogger(__name__)
@@ -82,8 +83,9 @@ def _secrets(settings: Settings) -> list[str]:
 async def run(settings: Settings) -> int:
     """Run the platforms whose tokens are set until a signal or a platform stops; return the exit code."""
     client = InferenceClient(settings)
+    metrics = BotMetrics.create(client)
     store = Store(store_url(settings))
-    service = PhotoService(client, store, settings)
+    service = PhotoService(client, store, settings, metrics)
     stop = asyncio.Event()
     _install_signal_handlers(stop)
     try:
@@ -91,6 +93,7 @@ async def run(settings: Settings) -> int:
     except (OSError, SQLAlchemyError, CommandError) as exc:
         logger.error("cannot open the store (STATE_DB %s / DATABASE_URL): %s", settings.state_db, exc)
         return EXIT_FAILED
+    ops = await _start_ops_server(settings, metrics, client)
     try:
         logger.info("starting the inference worker (loading models)…")
         await client.start()
@@ -102,7 +105,30 @@ async def run(settings: Settings) -> int:
     finally:
         await client.close()
         await store.close()
+        if ops is not None:
+            await ops.cleanup()
         logger.info("shut down cleanly")
+
+
+async def _start_ops_server(settings: Settings, metrics: BotMetrics, client: InferenceClient) -> Any:
+    """``/metrics`` and ``/healthz`` on ``METRICS_PORT`` (off when unset)."""
+    if settings.metrics_port is None:
+        return None
+
+    def health() -> tuple[bool, dict[str, Any]]:
+        queue = "redis" if settings.queue_url else "local"
+        return client.healthy, {"queue": queue, "workers": len(client.workers())}
+
+    try:
+        runner, _ = await start_ops_server(
+            settings.metrics_listen, settings.metrics_port, metrics.registry, health
+        )
+    except OSError as exc:  # port taken: the bot still serves its users
+        logger.error(
+            "cannot serve /metrics on %s:%s: %s", settings.metrics_listen, settings.metrics_port, exc
+        )
+        return None
+    return runner
 
 
 async def _run_platforms(settings: Settings, service: PhotoService, stop: asyncio.Event) -> int:

@@ -7,16 +7,20 @@ core, so Korean replies, per-chat settings and error handling are written once.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from bot import messages
 from bot.feedback import Commenter, FeedbackService
+from bot.late_replies import LateReplies
 from bot.store import Store
 from inference.errors import ChatLimitError, CommentBotError, QueueFullError
 from inference.registry import discover_generators
 from inference.results import CommentResult
+from inference.serving.metrics import BotMetrics
+from inference.serving.records import ReplyAddress, WorkerStatus
 from inference.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -53,6 +57,7 @@ class CommentClient(Commenter, Protocol):
     async def close(self) -> None: ...
     def generator_names(self) -> list[str]: ...
     def stats(self) -> QueueStatsLike: ...
+    def workers(self) -> list[WorkerStatus]: ...
 
 
 def is_busy(outcome: object) -> bool:
@@ -88,11 +93,18 @@ class ChatRef:
 class PhotoService:
     """Turns a photo into the reply text and serves the shared commands (/model, /stats, /help)."""
 
-    def __init__(self, client: CommentClient, store: Store, settings: Settings) -> None:
+    def __init__(
+        self, client: CommentClient, store: Store, settings: Settings, metrics: BotMetrics | None = None
+    ) -> None:
         self.client = client
         self.store = store
         self.settings = settings
+        self.metrics = metrics
         self.feedback = FeedbackService(client, store, settings)
+        self.late_replies = LateReplies()
+        register = getattr(client, "on_late_result", None)  # shared queue: results after a restart
+        if register is not None:
+            register(self.late_replies.deliver)
 
     # --- access ---------------------------------------------------------------------------------
     def is_allowed(self, chat: ChatRef) -> bool:
@@ -106,24 +118,38 @@ class PhotoService:
         return user_id is not None and user_id in self.settings.admin_user_ids
 
     # --- photos ---------------------------------------------------------------------------------
-    async def comment_for_photo(self, chat: ChatRef, image: bytes) -> str:
+    async def comment_for_photo(
+        self, chat: ChatRef, image: bytes, reply_to: ReplyAddress | None = None
+    ) -> str:
         """The reply for one photo: the comment, or a Korean explanation of what went wrong."""
-        result = await self.comment_result(chat, image)
+        result = await self.comment_result(chat, image, reply_to)
         if isinstance(result, CommentResult):
             return result.comment
         return result
 
-    async def comment_result(self, chat: ChatRef, image: bytes) -> CommentResult | str:
+    async def comment_result(
+        self, chat: ChatRef, image: bytes, reply_to: ReplyAddress | None = None
+    ) -> CommentResult | str:
         """Like ``comment_for_photo`` but keeps the full result (keywords, faces) on success."""
-        outcome = await self.photo_outcome(chat, image)
+        outcome = await self.photo_outcome(chat, image, reply_to)
         return outcome.user_message if isinstance(outcome, CommentBotError) else outcome
 
-    async def photo_outcome(self, chat: ChatRef, image: bytes) -> CommentResult | CommentBotError:
+    async def photo_outcome(
+        self, chat: ChatRef, image: bytes, reply_to: ReplyAddress | None = None
+    ) -> CommentResult | CommentBotError:
         """The comment, or the error whose ``user_message`` explains what went wrong (``is_busy`` tells
-        refusals for load apart, which the adapters answer with at most one text per burst)."""
+        refusals for load apart, which the adapters answer with at most one text per burst).
+
+        ``reply_to`` travels with the job on a shared queue: if this bot restarts before the result
+        comes, the restarted bot still replies to the photo (``bot.late_replies``)."""
+        started = time.perf_counter()
+        outcome = "error"
         try:
             generator = await self.current_generator(chat)
-            result = await self.client.comment(image, chat_key=chat.key, generator=generator)
+            result = await self.client.comment(
+                image, chat_key=chat.key, generator=generator, reply_to=reply_to
+            )
+            outcome = "done"
         except CommentBotError as exc:
             # Expected, user-caused or load-related: a log line with the code, never a traceback.
             logger.info("photo from %s not commented: %s (%s)", chat.key, exc.code, exc)
@@ -131,6 +157,9 @@ class PhotoService:
         except Exception:
             logger.exception("unexpected failure while commenting a photo from %s", chat.key)
             return CommentBotError("unexpected failure", messages.GENERIC_ERROR)
+        finally:
+            if self.metrics is not None:
+                self.metrics.latency.labels(outcome).observe(time.perf_counter() - started)
         logger.info(
             "commented photo from %s with %s in %.0f ms (keywords: %s)",
             chat.key,
@@ -187,8 +216,9 @@ class PhotoService:
         )
 
     async def stats_report(self) -> str:
-        """/stats: the queue's counters, then what users thought of the comments."""
-        return f"{self.stats_text()}\n\n{await self.feedback.stats_text()}"
+        """/stats: the queue's counters, the workers, then what users thought of the comments."""
+        workers = messages.workers_text(self.client.workers())
+        return f"{self.stats_text()}\n{workers}\n\n{await self.feedback.stats_text()}"
 
     def help_text(self, platform: str) -> str:
         return messages.help_text(platform, self._prefix(platform))

@@ -15,7 +15,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import messages
-from bot.cogs.feedback import FeedbackCog
+from bot.cogs.feedback import DiscordLateSender, FeedbackCog
 from bot.cogs.info import InfoCog
 from bot.cogs.models import ModelsCog
 from bot.cogs.photos import PhotosCog
@@ -80,6 +80,7 @@ class MupleBot(commands.Bot):
     async def setup_hook(self) -> None:
         await self.add_cogs()
         await self.sync_app_commands()
+        self.service.late_replies.register("discord", DiscordLateSender(self, self.service))
 
     async def add_cogs(self) -> None:
         for cog in (

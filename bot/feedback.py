@@ -25,6 +25,7 @@ from bot.store import CommentRecord, FeedbackRow, NewComment, Store, Tally, now
 from inference.drawing import detections_of, draw_detections
 from inference.errors import CommentBotError, ImageError
 from inference.results import CommentResult
+from inference.serving.records import ReplyAddress
 from inference.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -124,6 +125,7 @@ class Commenter(Protocol):
         chat_key: str,
         generator: str | None = None,
         keywords: Sequence[str] | None = None,
+        reply_to: ReplyAddress | None = None,
     ) -> CommentResult: ...
 
 
@@ -146,11 +148,13 @@ class FeedbackService:
         chat_id: int,
         photo_message_id: int,
         photo_ref: str,
-        image: bytes,
+        image: bytes | None,
         result: CommentResult,
+        image_sha256: str = "",
     ) -> Buttons | None:
         """Store a comment before it is sent; ``None`` (comment goes out without buttons) when the
-        store fails, so a database problem never costs the user the comment."""
+        store fails, so a database problem never costs the user the comment. A reply after a restart
+        no longer has the photo: it passes the digest that travelled with the job instead."""
         await self._purge_now_and_then()
         new = NewComment(
             platform=platform,
@@ -158,7 +162,7 @@ class FeedbackService:
             chat_id=chat_id,
             photo_message_id=photo_message_id,
             photo_ref=photo_ref,
-            photo_sha256=photo_sha256(image),
+            photo_sha256=photo_sha256(image) if image is not None else image_sha256,
             generator=result.generator,
             keywords=result.keywords,
             detections=detections_of(result),

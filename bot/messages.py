@@ -7,6 +7,7 @@ Replies for inference failures are not here: they come from ``CommentBotError.us
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 BOT_NAME = "무플방지 봇"
 
@@ -98,3 +99,34 @@ def stats_text(
         f"대기열: {queue_depth}건 (처리 중 {in_flight}건)\n"
         f"워커 재시작: {worker_restarts}회"
     )
+
+
+def workers_text(workers: Sequence[WorkerLike]) -> str:
+    """The workers serving this bot: device, load and memory (from heartbeats on a shared queue)."""
+    if not workers:
+        return "워커: 없음 ⚠️"
+    lines = [f"워커 {len(workers)}대"]
+    for worker in workers:
+        memory = f", GPU {worker.device_memory_mb:.0f}MB" if worker.device_memory_mb else ""
+        lines.append(
+            f"• {worker.name} ({worker.device}) 처리 중 {worker.busy}건, 완료 {worker.jobs_done}건, "
+            f"메모리 {worker.rss_mb:.0f}MB{memory}"
+        )
+    return "\n".join(lines)
+
+
+class WorkerLike(Protocol):
+    """The fields of ``inference.serving.records.WorkerStatus`` that /stats shows."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def device(self) -> str: ...
+    @property
+    def busy(self) -> int: ...
+    @property
+    def jobs_done(self) -> int: ...
+    @property
+    def rss_mb(self) -> float: ...
+    @property
+    def device_memory_mb(self) -> float: ...

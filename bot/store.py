@@ -9,7 +9,9 @@ in ``bot/migrations`` (in place: an existing file keeps its rows).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,6 +32,10 @@ from inference.settings import Settings
 logger = logging.getLogger(__name__)
 
 MIGRATIONS = "bot:migrations"
+MIGRATION_LOCK_KEY = 0x6D75706C  # "mupl": PostgreSQL advisory lock held while migrating
+# Alembic's migration context is one module-level proxy: two stores of one process (tests, tools)
+# must not migrate at the same time. One lock per event loop (a lock is bound to its loop).
+_MIGRATING: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
 class StoreClosedError(RuntimeError):
@@ -129,7 +135,8 @@ class Store:
             return
         engine = _create_engine(self.url)
         try:
-            async with engine.begin() as connection:
+            migrating = _MIGRATING.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+            async with migrating, engine.begin() as connection:
                 await connection.run_sync(_upgrade_schema)
         except BaseException:
             await engine.dispose()
@@ -428,6 +435,10 @@ def _prepare_sqlite(engine: AsyncEngine) -> None:
 
 
 def _upgrade_schema(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        # Replicas starting together: one migrates, the others wait here and then find the newest
+        # revision (the lock ends with the transaction). SQLite's BEGIN IMMEDIATE does the same.
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
     config = Config()
     config.set_main_option("script_location", MIGRATIONS)
     config.attributes["connection"] = connection

@@ -37,11 +37,12 @@ from telegram.ext import (
 from bot import messages
 from bot.core import ChatRef, PhotoService, PlatformStartupError, is_busy
 from bot.delivery import check_length, deliver_reply, retrying, telegram_download_transient
-from bot.feedback import BUTTON_PATTERN, FORGET_ADMIN_ONLY
+from bot.feedback import BUTTON_PATTERN, FORGET_ADMIN_ONLY, photo_sha256
 from bot.pacing import BusyNotices, ChatPacer
-from bot.telegram_feedback import answer_press, reply_with_comment
+from bot.telegram_feedback import TelegramLateSender, answer_press, reply_with_comment
 from inference.errors import CommentBotError
 from inference.results import CommentResult
+from inference.serving.records import ReplyAddress
 from inference.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -152,6 +153,9 @@ async def post_init(application: Application[Any, Any, Any, Any, Any, Any]) -> N
         await resources.service.store.open()
         await resources.service.client.start()
     await application.bot.set_my_commands(list(COMMANDS))
+    resources.service.late_replies.register(
+        "telegram", TelegramLateSender(application.bot, resources.service)
+    )
     logger.info("telegram bot @%s ready", application.bot.username)
 
 
@@ -311,7 +315,13 @@ async def photo_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
     chat = chat_ref(update)
     async with resources.typing.typing(context.bot, message.chat_id):
         image = await _download(attachment, limit, resources.settings.download_window_s)
-        outcome = image if isinstance(image, str) else await resources.service.photo_outcome(chat, image)
+        outcome = (
+            image
+            if isinstance(image, str)
+            else await resources.service.photo_outcome(
+                chat, image, _reply_address(message, chat, attachment, image)
+            )
+        )
     window_s = resources.settings.delivery_window_s
     if isinstance(outcome, CommentResult) and isinstance(image, bytes):
         await reply_with_comment(
@@ -336,6 +346,20 @@ async def _react(message: Message, emoji: str) -> None:
         await message.set_reaction(ReactionTypeEmoji(emoji))
     except TelegramError as exc:
         logger.info("could not react to message %s in chat %s: %s", message.message_id, message.chat_id, exc)
+
+
+def _reply_address(
+    message: Message, chat: ChatRef, attachment: PhotoSize | Document, image: bytes
+) -> ReplyAddress:
+    """Where the comment goes: it travels with the job, so a restarted bot still replies."""
+    return ReplyAddress(
+        platform="telegram",
+        chat_id=message.chat_id,
+        message_id=message.message_id,
+        chat_key=chat.key,
+        photo_ref=attachment.file_id,
+        photo_sha256=photo_sha256(image),
+    )
 
 
 async def unsupported_file(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -18,6 +18,7 @@ from bot.delivery import deliver_reply
 from bot.feedback import ACTIONS, LOOK_BUSY, LOOK_CAPTION, LOOK_STARTED, Buttons, Outcome, parse_button
 from bot.store import CommentRecord
 from inference.results import CommentResult
+from inference.serving.records import ReplyAddress
 
 logger = logging.getLogger(__name__)
 
@@ -136,3 +137,44 @@ async def _fetch(bot: Bot, record: CommentRecord, limit: int) -> bytes | None:
     except TelegramError as exc:
         logger.info("🔍 of comment %d: photo %s not available: %s", record.id, record.photo_ref, exc)
         return None
+
+
+class TelegramLateSender:
+    """Replies to photos whose result came after a restart (``bot.late_replies``): the same comment
+    with buttons as ``reply_with_comment``, addressed by chat and message id."""
+
+    def __init__(self, bot: Bot, service: PhotoService) -> None:
+        self._bot = bot
+        self._service = service
+
+    async def send_comment(self, address: ReplyAddress, result: CommentResult) -> None:
+        feedback = self._service.feedback
+        buttons = await feedback.record(
+            platform="telegram",
+            chat_key=address.chat_key,
+            chat_id=address.chat_id,
+            photo_message_id=address.message_id,
+            photo_ref=address.photo_ref,
+            image=None,
+            image_sha256=address.photo_sha256,
+            result=result,
+        )
+        markup = keyboard(buttons) if buttons is not None else None
+        sent = await self._send(address, result.comment, markup)
+        if sent is not None and buttons is not None:
+            await feedback.sent(buttons, sent.message_id)
+
+    async def send_text(self, address: ReplyAddress, text: str) -> None:
+        await self._send(address, text, None)
+
+    async def _send(
+        self, address: ReplyAddress, text: str, markup: InlineKeyboardMarkup | None
+    ) -> Message | None:
+        reply_to = ReplyParameters(message_id=address.message_id, allow_sending_without_reply=True)
+        try:
+            return await self._bot.send_message(
+                address.chat_id, text, reply_parameters=reply_to, reply_markup=markup
+            )
+        except TelegramError as exc:
+            logger.warning("could not send the late reply in chat %s: %s", address.chat_id, exc)
+            return None

@@ -2,6 +2,7 @@
 
     python -m inference.benchmark --json
     python -m inference.benchmark --weights-dir weights --images ~/photos --generator gpt2
+    python -m inference.benchmark --queue redis://localhost:6379/0 --workers 1,2   # shared queue
 
 One run measures, on this machine:
 
@@ -38,6 +39,7 @@ from PIL import Image, ImageDraw
 
 from inference.client import InferenceClient
 from inference.errors import CommentBotError
+from inference.serving.queue_args import add_queue_arguments
 from inference.settings import Settings, SettingsError, load_settings
 from inference.transport import DEFAULT_PIPELINE_FACTORY, LocalProcessTransport
 
@@ -312,6 +314,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--pipeline-factory", default=DEFAULT_PIPELINE_FACTORY, help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    add_queue_arguments(parser)
     args = parser.parse_args(argv)
     for name in ("latency_photos", "throughput_photos", "concurrency", "max_batch_size"):
         if getattr(args, name) < 1:
@@ -344,6 +347,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     photos = photos_from_dir(args.images) if args.images else default_photos()
     if not photos:
         raise SystemExit(f"no photos found in {args.images}")
+    if args.queue:  # the shared queue: local vs Redis latency, 1 vs 2 workers
+        from inference.serving.queue_benchmark import run_queue_benchmark
+
+        return await run_queue_benchmark(args, settings, photos)
     generator = args.generator or settings.default_generator
     common = {
         "throughput_photos": args.throughput_photos,
@@ -362,7 +369,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def format_text(report: dict[str, Any]) -> str:
     lines = [f"{key:>22}: {value}" for key, value in report.items() if key != "photos"]
-    lines.append(f"{'photos':>22}: " + ", ".join(report["photos"]))
+    if "photos" in report:
+        lines.append(f"{'photos':>22}: " + ", ".join(report["photos"]))
     return "\n".join(lines)
 
 

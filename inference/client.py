@@ -28,6 +28,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import psutil
+
 from inference.errors import (
     ChatLimitError,
     CommentBotError,
@@ -36,13 +38,16 @@ from inference.errors import (
     InferenceFailedError,
     JobTimeoutError,
     QueueFullError,
+    QueueUnavailableError,
     ShuttingDownError,
 )
 from inference.registry import discover_generators
 from inference.results import CommentResult
 from inference.scheduler import FairQueue, ServiceTime
+from inference.serving.records import ReplyAddress, WorkerStatus
+from inference.serving.select import LateResultHandler, make_transport
 from inference.settings import Settings
-from inference.transport import Job, JobOutcome, LocalProcessTransport, Transport, WorkerInfo
+from inference.transport import Job, JobOutcome, Transport, WorkerInfo
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +89,7 @@ class InferenceClient:
 
     def __init__(self, settings: Settings, transport: Transport | None = None) -> None:
         self._settings = settings
-        self._transport: Transport = transport or LocalProcessTransport(settings)
+        self._transport: Transport = transport or make_transport(settings)
         self._job_ids = itertools.count(1)
         self._outstanding = 0
         self._per_chat: Counter[str] = Counter()
@@ -162,11 +167,13 @@ class InferenceClient:
         generator: str | None = None,
         sample: bool = True,
         keywords: Sequence[str] | None = None,
+        reply_to: ReplyAddress | None = None,
     ) -> CommentResult:
         """A comment for one photo; raises a ``CommentBotError`` subclass the bot can show as is.
 
         With ``keywords`` (and ``image=b""``) the worker skips detection and writes a new comment for
-        those keywords (🔄); it queues and counts like a photo."""
+        those keywords (🔄); it queues and counts like a photo. ``reply_to`` travels with the job on a
+        shared queue, so the photo is still answered if this bot restarts before the result comes."""
         self._admit(image, chat_key)
         self._outstanding += 1
         self._per_chat[chat_key] += 1
@@ -177,6 +184,8 @@ class InferenceClient:
             sample=sample,
             deadline=time.time() + self._settings.job_timeout_s,
             keywords=tuple(keywords) if keywords is not None else None,
+            chat_key=chat_key,
+            reply_to=reply_to,
         )
         entry = _Waiting(job, chat_key, time.monotonic(), asyncio.get_running_loop().create_future())
         self._waiting.push(chat_key, entry)
@@ -201,6 +210,37 @@ class InferenceClient:
         self._latencies_ms.append((time.perf_counter() - started) * 1000.0)
         self._counts["done"] += 1
         return result
+
+    def workers(self) -> list[WorkerStatus]:
+        """Workers serving this bot: the shared queue's live ones, or the local process."""
+        listed = getattr(self._transport, "workers", None)
+        if listed is not None:
+            return list(listed())
+        if self._worker is None:
+            return []
+        info = self._worker
+        pid = getattr(self._transport, "worker_pid", None) or info.pid  # the current one, after restarts
+        try:
+            rss_mb = psutil.Process(pid).memory_info().rss / 2**20
+        except psutil.Error:
+            rss_mb = 0.0
+        return [
+            WorkerStatus(
+                f"local-{pid}", "localhost", pid, info.device, info.generator_names, rss_mb=round(rss_mb, 1)
+            )
+        ]
+
+    def on_late_result(self, handler: LateResultHandler) -> None:
+        """Where results of jobs accepted before a restart go (shared queue only; a local worker
+        dies with its bot, so there are none)."""
+        register = getattr(self._transport, "on_late_result", None)
+        if register is not None:
+            register(handler)
+
+    @property
+    def healthy(self) -> bool:
+        """Running, and the shared queue (if any) reachable."""
+        return self._state == "running" and bool(getattr(self._transport, "healthy", True))
 
     def stats(self) -> QueueStats:
         counters = self._transport.counters()
@@ -371,7 +411,9 @@ class InferenceClient:
         return outcome.result
 
     def _count_failure(self, exc: CommentBotError) -> None:
-        self._counts["failed"] += 1
+        # A shared queue refuses at its own door (limits across replicas): still a rejection.
+        refused = isinstance(exc, QueueFullError | ChatLimitError | QueueUnavailableError)
+        self._counts["rejected" if refused else "failed"] += 1
         self._errors[exc.code] += 1
 
 

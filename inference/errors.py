@@ -113,3 +113,37 @@ class WorkerStartError(CommentBotError):
 
     code = "worker_start"
     user_message = "댓글 엔진을 시작하지 못했어요 🔧 관리자에게 알려 주세요."
+
+
+# --- shared queue (Redis) ------------------------------------------------------------------------
+class QueueUnavailableError(CommentBotError):
+    """The shared queue (Redis) cannot be reached; the bot keeps running and retries on its own."""
+
+    code = "queue_unavailable"
+    user_message = "지금 댓글 대기열에 연결할 수 없어요 🔧 잠시 후에 다시 보내 주세요!"
+
+
+class JobDeadLetteredError(CommentBotError):
+    """A job was tried ``QUEUE_MAX_TRIES`` times (each time its worker died) and was put aside."""
+
+    code = "dead_letter"
+    user_message = "이 사진은 여러 번 시도했지만 댓글을 만들지 못했어요 😢 다른 사진으로 다시 보내 주세요."
+
+
+def error_from_wire(code: str, detail: str, user_message: str) -> CommentBotError:
+    """Rebuild an error that crossed the network as plain data (its ``code``), never by unpickling."""
+    cls = _errors_by_code().get(code, CommentBotError)
+    error = cls.__new__(cls)
+    Exception.__init__(error, detail or code)
+    error.user_message = user_message
+    return error
+
+
+def _errors_by_code() -> dict[str, type[CommentBotError]]:
+    found: dict[str, type[CommentBotError]] = {}
+    pending: list[type[CommentBotError]] = [CommentBotError]
+    while pending:
+        cls = pending.pop()
+        found.setdefault(cls.code, cls)
+        pending.extend(cls.__subclasses__())
+    return found

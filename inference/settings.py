@@ -80,6 +80,18 @@ class Settings(BaseSettings):
     admission_headroom: float = Field(default=0.8, gt=0.0, le=1.0)
     pipeline_factory: str = "inference.pipeline:Pipeline.from_settings"  # "module:callable" for the worker
 
+    # --- shared queue on Redis (several bots and workers, any machines) ---------------------------
+    queue_url: str | None = None  # redis://host:6379/0; None: one local worker process per bot
+    queue_name: str = Field(default="mupl", pattern=r"^[A-Za-z0-9_.-]{1,64}$")  # key prefix in Redis
+    queue_instance: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")  # None: host name
+    queue_claim_idle_s: float = Field(default=30.0, ge=0.1, le=3600.0)  # a silent worker's jobs move on
+    queue_max_tries: int = Field(default=3, ge=1, le=100)  # deliveries before the dead-letter stream
+    queue_heartbeat_s: float = Field(default=5.0, ge=0.1, le=300.0)
+
+    # --- operations ------------------------------------------------------------------------------
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)  # /metrics and /healthz; None: off
+    metrics_listen: str = "127.0.0.1"
+
     # --- bots (shared) ---------------------------------------------------------------------------
     state_db: Path = Path("data/state.sqlite3")
     database_url: str | None = None  # e.g. postgresql+asyncpg://…; None: the SQLite file state_db
@@ -124,7 +136,14 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "object_weights", "discord_admin_role", "telegram_webhook_url", "database_url", mode="before"
+        "object_weights",
+        "discord_admin_role",
+        "telegram_webhook_url",
+        "database_url",
+        "queue_url",
+        "queue_instance",
+        "metrics_port",
+        mode="before",
     )
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
@@ -140,6 +159,13 @@ class Settings(BaseSettings):
         if self.telegram_mode == "webhook" and not self.telegram_webhook_url:
             raise ValueError("TELEGRAM_MODE=webhook needs TELEGRAM_WEBHOOK_URL")
         return self
+
+    @field_validator("queue_url")
+    @classmethod
+    def _check_queue_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix:// (Redis Streams)")
+        return value
 
     def weights_path(self, name_or_path: str) -> Path:
         """Resolve a weights setting: absolute path, or relative to ``weights_dir``."""

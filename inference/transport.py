@@ -35,6 +35,7 @@ from inference.errors import (
     WorkerStartError,
 )
 from inference.results import CommentResult
+from inference.serving.records import ReplyAddress
 from inference.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -53,6 +54,8 @@ class Job:
     # Wall-clock (time.time) on purpose: the deadline crosses process and, later, machine boundaries.
     deadline: float
     keywords: tuple[str, ...] | None = None  # set: a new comment for these keywords, no image (🔄)
+    chat_key: str = ""  # per-chat limits of a shared queue
+    reply_to: ReplyAddress | None = None  # lets a restarted bot still answer the photo (shared queue)
 
 
 @dataclass(frozen=True, slots=True)

@@ -241,3 +241,15 @@ def _configure_logging(level: str) -> None:
         level=level,
         format="%(asctime)s %(levelname)s [worker %(process)d] %(name)s: %(message)s",
     )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m inference.worker --queue redis://…`` (console script ``mupl-worker``): a worker on
+    the shared queue; the local worker process needs no command, the bot starts it."""
+    from inference.serving.redis_worker import main as redis_worker_main
+
+    return redis_worker_main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

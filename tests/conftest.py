@@ -14,15 +14,19 @@ import os
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from inference.runtime import prepare_offline_ultralytics
 from inference.settings import Settings
 from tests.fixtures.tiny_models import make_tiny_weights
+
+if TYPE_CHECKING:
+    from tests.queue_harness import Queue
 
 # --- offline ultralytics, before anything imports it --------------------------------------------
 _YOLO_CONFIG_DIR = Path(tempfile.mkdtemp(prefix="yolo-config-"))
@@ -145,3 +149,41 @@ def bus_jpg() -> Path:
 @pytest.fixture(scope="session")
 def zidane_jpg() -> Path:
     return ultralytics_asset("zidane.jpg")
+
+
+# --- real servers: Redis and PostgreSQL ---------------------------------------------------------
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """The Redis ``.ci/run`` started (``TEST_REDIS_URL``), or one started here for the session."""
+    from tests.servers import redis_server
+
+    if url := os.environ.get("TEST_REDIS_URL"):
+        yield url
+        return
+    with redis_server() as server:
+        yield server.url
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """The PostgreSQL ``.ci/run`` started (``TEST_DATABASE_URL``), or one started here."""
+    from tests.servers import postgres_server
+
+    if url := os.environ.get("TEST_DATABASE_URL"):
+        yield url
+        return
+    with postgres_server() as server:
+        yield server.url
+
+
+@pytest.fixture
+async def queue(redis_url: str, tmp_path: Path) -> AsyncIterator[Queue]:
+    """A fresh queue name on the shared Redis (tests never see each other's keys)."""
+    from tests.queue_harness import Queue  # imports this module
+
+    harness = Queue(redis_url, f"t{uuid.uuid4().hex[:10]}", tmp_path, [])
+    yield harness
+    for worker in harness.workers:
+        if worker.process.returncode is None:
+            worker.process.kill()
+            await worker.process.wait()

@@ -114,3 +114,37 @@ def test_benchmark_on_tiny_weights(capsys: pytest.CaptureFixture[str], tiny_weig
     # the queue adds the batching window (10 ms) plus IPC, not whole seconds
     assert 0 <= report["queue_overhead_p50_ms"] < 1000
     assert {"decode", "emotion", "generate", "total"} <= report["stage_median_ms"].keys()
+
+
+@pytest.mark.timeout(240)
+def test_queue_benchmark_compares_local_and_redis_and_scales_with_workers(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, redis_url: str
+) -> None:
+    """``--queue``: the local worker, then 1 and 2 worker processes on Redis, in one run."""
+    report = run_json(
+        capsys,
+        "--queue", redis_url,
+        "--workers", "1,2",
+        "--pipeline-factory", FIXED_COST,
+        "--weights-dir", str(tmp_path),
+        "--device", "cpu",
+        "--latency-photos", "6",
+        "--throughput-photos", "64",
+        "--concurrency", "16",
+        "--max-batch-size", "4",
+        "--claim-idle-s", "1",
+    )  # fmt: skip
+    assert report["local"]["photos"] == report["redis"]["photos"] == 6
+    assert (
+        50.0 <= report["local"]["latency_p50_ms"] < 2000.0
+        and 50.0 <= report["redis"]["latency_p50_ms"] < 2000.0
+    )
+    assert report["errors_1_workers"] == {} and report["errors_2_workers"] == {}
+    # a fixed 50 ms per batch of ≤ 4 and no CPU use: two workers do nearly twice the work
+    assert report["throughput_1_workers"] <= 4 / 0.05 + 1
+    assert report["scaling_2_vs_1"] >= 1.6, report
+    assert report["queue"] == redis_url and report["torch_threads_per_worker"] == 1
+    takeover = report["takeover"]  # one of the two workers killed -9 while it held jobs
+    assert takeover["held_by_killed_worker"] >= 1 and takeover["photos"] == 16
+    assert (takeover["lost"], takeover["duplicates"]) == (0, 0), takeover
+    assert takeover["answered_after_kill_s"] <= 1 + 5

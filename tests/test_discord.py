@@ -25,6 +25,7 @@ from discord.webhook.async_ import AsyncWebhookAdapter, async_context
 from PIL import Image
 
 from bot import messages
+from bot.cogs.feedback import DiscordLateSender
 from bot.cogs.photos import AttachmentKind, classify_upload, sniff_is_image
 from bot.core import ChatRef, CommentClient, PhotoService
 from bot.discord_app import (
@@ -38,6 +39,8 @@ from bot.discord_app import (
 from bot.store import Store
 from inference.client import InferenceClient
 from inference.errors import ImageError, QueueFullError
+from inference.results import CommentResult
+from inference.serving.records import ReplyAddress
 from inference.settings import Settings
 from tests.conftest import make_settings
 from tests.fakes.inference_client import FakeInferenceClient
@@ -757,3 +760,23 @@ async def test_real_worker_behind_the_discord_bot(
     used = [r.getMessage() for r in caplog.records if r.getMessage().startswith("commented photo")]
     assert [" with t5 " in line for line in used] == [True, False]
     assert " with gpt2 " in used[1]
+
+
+async def test_a_result_after_a_restart_goes_out_as_a_reply_with_buttons(harness: DiscordHarness) -> None:
+    """``DiscordLateSender`` (shared queue): the photo's message is gone from memory, its address is not."""
+    sender = DiscordLateSender(harness.bot, harness.bot.service)
+    address = ReplyAddress(
+        "discord", harness.photos.id, 5555, f"discord:{harness.photos.id}", "77", "ab" * 32
+    )
+    await sender.send_comment(address, CommentResult("늦었지만 좋아요 😊", ["기쁨"], [], [], "t5"))
+    await sender.send_text(address, QueueFullError.user_message)
+    comment, error = harness.sent
+    assert (
+        comment["content"] == "늦었지만 좋아요 😊" and int(comment["message_reference"]["message_id"]) == 5555
+    )
+    assert comment["components"] and "components" not in error  # buttons under the comment only
+    assert error["content"] == QueueFullError.user_message
+    assert comment["allowed_mentions"]["parse"] == []
+    record = await harness.store.comment(1)  # stored before sending, like any comment
+    assert record is not None
+    assert (record.photo_message_id, record.photo_ref, record.text) == (5555, "77", "늦었지만 좋아요 😊")

@@ -11,6 +11,8 @@ script what happens to it:
     b"crash"         the worker process dies with os._exit(3)
     b"odd"           an error object that cannot be pickled back to the client
     b"pid"           comment is the worker's pid
+    b"who:<s>"       takes <s> seconds, comment is the worker's pid (which worker answered)
+    b"gen"           comment is the generator's name (which model the chat's setting chose)
     b"tokens"        comment shows the bot tokens the worker received
 
 and ``FakePipeline`` dies while loading when ``weights_dir/crash-on-load`` exists.
@@ -78,8 +80,10 @@ class FakePipeline:
         if request.image == b"odd":
             return UnpicklableError()
         text = request.image.decode(errors="replace")
-        if request.image == b"pid":
+        if request.image == b"pid" or request.image.startswith(b"who:"):
             text = str(os.getpid())
+        elif request.image == b"gen":
+            text = generator
         elif request.image == b"tokens":
             text = f"{self.settings.telegram_bot_token}|{self.settings.discord_bot_token}"
         return CommentResult(
@@ -119,8 +123,9 @@ class SlowLoadingPipeline(FakePipeline):
 
 
 def _sleep_s(image: bytes) -> float:
-    if image.startswith(b"sleep:"):
-        return float(image.removeprefix(b"sleep:"))
+    for prefix in (b"sleep:", b"who:"):
+        if image.startswith(prefix):
+            return float(image.removeprefix(prefix))
     return 0.0
 
 

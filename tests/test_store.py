@@ -15,9 +15,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from bot.schema import metadata
 from bot.store import MIGRATIONS, NewComment, Store, StoreClosedError, Tally
+from tests.servers import fresh_database
 
 
 async def test_open_creates_parent_folder_and_table(tmp_path: Path) -> None:
@@ -157,12 +159,55 @@ def new_comment(chat_key: str = "telegram:1", text: str = "좋아요 😊") -> N
     )
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = Store(tmp_path / "state.sqlite3")
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """The same tests on the default SQLite file and on a real PostgreSQL (asyncpg)."""
+    if request.param == "postgresql":
+        opened = Store(await fresh_database(request.getfixturevalue("postgres_url")))
+    else:
+        opened = Store(tmp_path / "state.sqlite3")
     await opened.open()
     yield opened
     await opened.close()
+
+
+# --- PostgreSQL: what several bot replicas share ------------------------------------------------
+async def test_migrations_run_on_postgresql_and_match_the_schema(postgres_url: str) -> None:
+    url = await fresh_database(postgres_url)
+    store = Store(url)
+    await store.open()
+    await store.close()
+    await store.open()  # a second start finds the newest revision and changes nothing
+    await store.close()
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as connection:
+            diff = await connection.run_sync(
+                lambda sync: compare_metadata(MigrationContext.configure(sync), metadata)
+            )
+            revision = (await connection.execute(sa.text("SELECT version_num FROM alembic_version"))).scalar()
+    finally:
+        await engine.dispose()
+    assert diff == []
+    config = Config()
+    config.set_main_option("script_location", MIGRATIONS)
+    assert revision == ScriptDirectory.from_config(config).get_current_head()
+
+
+async def test_two_store_instances_share_per_chat_settings_through_postgresql(postgres_url: str) -> None:
+    url = await fresh_database(postgres_url)
+    first, second = Store(url), Store(url)
+    await asyncio.gather(first.open(), second.open())  # two replicas starting at once: one migrates
+    try:
+        await first.set_generator("telegram:-100", "gpt2")
+        assert await second.get_generator("telegram:-100") == "gpt2"
+        await second.set_generator("telegram:-100", "t5")
+        assert await first.get_generator("telegram:-100") == "t5"
+        comment_id = await first.add_comment(new_comment())
+        await second.vote(comment_id, 1, "telegram:9", 1)
+        assert await first.tally(comment_id, 1) == Tally(likes=1, dislikes=0)
+    finally:
+        await asyncio.gather(first.close(), second.close())
 
 
 async def test_concurrent_votes_of_many_users_all_count(store: Store) -> None:

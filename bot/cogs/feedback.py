@@ -33,6 +33,7 @@ from bot.feedback import (
 )
 from bot.store import CommentRecord
 from inference.results import CommentResult
+from inference.serving.records import ReplyAddress
 from inference.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -208,3 +209,50 @@ class FeedbackCog(commands.Cog, name="Feedback"):
             await ctx.send(FORGET_ADMIN_ONLY, ephemeral=True)
             return
         await ctx.send(await self.service.feedback.forget(chat.key))
+
+
+class DiscordLateSender:
+    """Replies to photos whose result came after a restart (``bot.late_replies``), like
+    ``send_comment`` but addressed by channel and message id."""
+
+    def __init__(self, client: discord.Client, service: PhotoService) -> None:
+        self._client = client
+        self._service = service
+
+    async def send_comment(self, address: ReplyAddress, result: CommentResult) -> None:
+        feedback = self._service.feedback
+        buttons = await feedback.record(
+            platform="discord",
+            chat_key=address.chat_key,
+            chat_id=address.chat_id,
+            photo_message_id=address.message_id,
+            photo_ref=address.photo_ref,
+            image=None,
+            image_sha256=address.photo_sha256,
+            result=result,
+        )
+        view = feedback_view(buttons) if buttons is not None else discord.utils.MISSING
+        sent = await self._send(address, result.comment, view)
+        if sent is not None and buttons is not None:
+            await feedback.sent(buttons, sent.id)
+
+    async def send_text(self, address: ReplyAddress, text: str) -> None:
+        await self._send(address, text, discord.utils.MISSING)
+
+    async def _send(self, address: ReplyAddress, text: str, view: Any) -> discord.Message | None:
+        try:
+            channel = self._client.get_channel(address.chat_id) or await self._client.fetch_channel(
+                address.chat_id
+            )
+            if not isinstance(channel, discord.abc.Messageable):
+                logger.warning("late reply: channel %s cannot take messages", address.chat_id)
+                return None
+            reference = discord.MessageReference(
+                message_id=address.message_id, channel_id=address.chat_id, fail_if_not_exists=False
+            )
+            return await channel.send(
+                clip(text), reference=reference, allowed_mentions=discord.AllowedMentions.none(), view=view
+            )
+        except discord.HTTPException as exc:
+            logger.warning("could not send the late reply in channel %s: %s", address.chat_id, exc)
+            return None

@@ -21,8 +21,10 @@ from bot.cogs.common import chat_ref_for, discord_transient, send_reply
 from bot.cogs.feedback import send_comment
 from bot.core import ChatRef, PhotoService, is_busy
 from bot.delivery import ShortDownloadError, check_length, retrying
+from bot.feedback import photo_sha256
 from bot.pacing import BusyNotices
 from inference.errors import CommentBotError
+from inference.serving.records import ReplyAddress
 from inference.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -155,7 +157,15 @@ class PhotosCog(commands.Cog, name="Photos"):
         if kind is AttachmentKind.UNKNOWN and not sniff_is_image(data):
             logger.debug("attachment %s from %s is not an image; ignored", attachment.id, chat.key)
             return
-        outcome = await self.service.photo_outcome(chat, data)
+        address = ReplyAddress(
+            platform="discord",
+            chat_id=message.channel.id,
+            message_id=message.id,
+            chat_key=chat.key,
+            photo_ref=str(attachment.id),
+            photo_sha256=photo_sha256(data),
+        )
+        outcome = await self.service.photo_outcome(chat, data, address)
         if not isinstance(outcome, CommentBotError):
             await send_comment(
                 message, attachment, chat, outcome, data, self.service, nonce=nonce, window_s=window_s

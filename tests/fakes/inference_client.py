@@ -25,6 +25,7 @@ from inference.errors import (
     UnknownGeneratorError,
 )
 from inference.results import CommentResult, Face
+from inference.serving.records import ReplyAddress, WorkerStatus
 from inference.transport import Job, JobOutcome, TransportCounters, WorkerInfo
 
 
@@ -61,6 +62,7 @@ class FakeInferenceClient:
         self.fail_with: BaseException | None = None  # raised by the next comment() calls
         self.regenerated = 0  # keywords-only (🔄) calls
         self.calls: list[tuple[str, str | None]] = []  # (chat_key, generator)
+        self.reply_addresses: list[ReplyAddress | None] = []
         self._stats = FakeQueueStats()
         self.state = "new"
         self._per_chat: Counter[str] = Counter()
@@ -77,6 +79,13 @@ class FakeInferenceClient:
     def stats(self) -> FakeQueueStats:
         return self._stats
 
+    def workers(self) -> list[WorkerStatus]:
+        return [
+            WorkerStatus(
+                "fake-1", "localhost", 1, "fake", sorted(self.generators), jobs_done=self._stats.jobs_done
+            )
+        ]
+
     async def comment(
         self,
         image: bytes,
@@ -84,9 +93,11 @@ class FakeInferenceClient:
         chat_key: str,
         generator: str | None = None,
         keywords: Sequence[str] | None = None,
+        reply_to: ReplyAddress | None = None,
     ) -> CommentResult:
         """A photo's comment, or with ``keywords`` a new one for them (🔄: no image, no decoding)."""
         self.calls.append((chat_key, generator))
+        self.reply_addresses.append(reply_to)
         if self.fail_with is not None:
             raise self.fail_with
         if len(image) > self.max_image_bytes:
