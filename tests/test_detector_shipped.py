@@ -21,14 +21,22 @@ def metadata() -> dict:
 def test_shipped_files_and_metadata() -> None:
     meta = metadata()
     assert (EMOTION_DIR / "model.pt").stat().st_size < 6_000_000
-    assert meta["classes"] == ["anger", "sad", "panic", "happy", "neutral"]
+    # the joint everyday model: the five emotions (faces) first, then the VOC objects but person
+    assert meta["classes"][:5] == ["anger", "sad", "panic", "happy", "neutral"]
+    assert {"chair", "car", "dog", "cat", "bus", "pottedplant"} <= set(meta["classes"][5:])
+    assert "person" not in meta["classes"]
+    assert 0.0 < meta["object_conf"] < 1.0
     assert isinstance(meta["imgsz"], int) and meta["imgsz"] % 32 == 0
     assert 0.0 < meta["conf"] < 1.0
     if meta.get("classifier"):
         assert (EMOTION_DIR / meta["classifier"]).stat().st_size < 2_000_000
     metrics = meta["metrics"]
     assert 0.0 < metrics["box"]["map50"] <= 1.0
-    assert set(metrics["box"]["per_class"]) == set(meta["classes"])
+    assert set(metrics["box"]["per_class"]) == set(meta["classes"][:5])  # close-ups: the emotions
+    everyday = meta["everyday_metrics"]
+    assert everyday["conf"] == meta["conf"] and everyday["object_conf"] == meta["object_conf"]
+    assert everyday["faces"]["boxes_over_40pct_without_such_a_face"] == 0
+    assert everyday["honesty"]["mood_claim_share"] <= 0.05
     assert metrics["conf"] == meta["conf"]  # the accuracy was measured at the threshold the bot uses
     readme = (EMOTION_DIR / "README.md").read_text(encoding="utf-8")
     assert "CC BY 4.0" in readme and "workenv-dayet" in readme and "yip-chun-kit-y2buh" in readme

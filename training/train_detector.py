@@ -91,6 +91,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ship-only", type=Path, default=None, help="run folder to ship without training")
     parser.add_argument("--conf", type=float, default=DEFAULT_CONF, help="confidence threshold for the bot")
     parser.add_argument("--classifier", type=Path, default=None, help="second-stage checkpoint to ship too")
+    parser.add_argument(
+        "--ship-imgsz", type=int, default=None, help="image size the bot runs at (default: the training size)"
+    )
     return parser.parse_args(argv)
 
 
@@ -194,7 +197,7 @@ def _run_of_checkpoint(model: str) -> Path | None:
     return run if (run / "args.yaml").is_file() else None
 
 
-def ship(run: Path, out: Path, conf: float, classifier: Path | None = None) -> Path:
+def ship(run: Path, out: Path, conf: float, classifier: Path | None = None, imgsz: int | None = None) -> Path:
     """Copy the run's best checkpoint (optimizer stripped, fp16) and write a fresh ``metadata.json``.
 
     ``classifier`` (a ``train_face_classifier`` checkpoint) is copied beside it and named in the
@@ -213,7 +216,7 @@ def ship(run: Path, out: Path, conf: float, classifier: Path | None = None) -> P
     summary = _training_summary(run_dir) if (run_dir / "args.yaml").exists() else {}
     metadata: dict[str, Any] = {
         "classes": [model.names[i] for i in sorted(model.names)],
-        "imgsz": int(summary.get("imgsz") or model.overrides.get("imgsz") or 640),
+        "imgsz": imgsz or int(summary.get("imgsz") or model.overrides.get("imgsz") or 640),
         "conf": conf,
         "architecture": "YOLOv10n",
         "training": {**summary, "shipped_from": best.name, "shipped_at": time.strftime("%Y-%m-%dT%H:%M:%SZ")},
@@ -248,13 +251,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     if args.ship_only is not None:
-        ship(args.ship_only, args.out, args.conf, args.classifier)
+        ship(args.ship_only, args.out, args.conf, args.classifier, args.ship_imgsz)
         return
     started = time.monotonic()
     run = train(args)
     logger.info("training finished in %.1f min: %s", (time.monotonic() - started) / 60, run)
     if not args.no_ship:
-        ship(run, args.out, args.conf, args.classifier)
+        ship(run, args.out, args.conf, args.classifier, args.ship_imgsz)
 
 
 if __name__ == "__main__":
