@@ -66,11 +66,11 @@ async def test_an_attachment_that_fails_unexpectedly_does_not_stop_the_others(
     real = harness.bot.service.photo_outcome
     calls: list[int] = []
 
-    async def flaky(chat: Any, image: bytes) -> Any:
+    async def flaky(chat: Any, image: bytes, *rest: Any) -> Any:
         calls.append(1)
         if len(calls) == 1:
             raise RuntimeError("scripted bug")
-        return await real(chat, image)
+        return await real(chat, image, *rest)
 
     monkeypatch.setattr(harness.bot.service, "photo_outcome", flaky)
     first, second = write_jpeg(tmp_path / "a.jpg"), write_jpeg(tmp_path / "b.jpg")
