@@ -140,6 +140,21 @@ class FeedbackService:
         self._last_purge = float("-inf")
 
     # --- recording --------------------------------------------------------------------------
+    async def record_late(
+        self, platform: str, address: ReplyAddress, result: CommentResult
+    ) -> Buttons | None:
+        """``record`` for a photo answered after a bot restart: only its address and digest remain."""
+        return await self.record(
+            platform=platform,
+            chat_key=address.chat_key,
+            chat_id=address.chat_id,
+            photo_message_id=address.message_id,
+            photo_ref=address.photo_ref,
+            image=None,
+            image_sha256=address.photo_sha256,
+            result=result,
+        )
+
     async def record(
         self,
         *,

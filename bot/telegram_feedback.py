@@ -149,16 +149,7 @@ class TelegramLateSender:
 
     async def send_comment(self, address: ReplyAddress, result: CommentResult) -> None:
         feedback = self._service.feedback
-        buttons = await feedback.record(
-            platform="telegram",
-            chat_key=address.chat_key,
-            chat_id=address.chat_id,
-            photo_message_id=address.message_id,
-            photo_ref=address.photo_ref,
-            image=None,
-            image_sha256=address.photo_sha256,
-            result=result,
-        )
+        buttons = await feedback.record_late("telegram", address, result)
         markup = keyboard(buttons) if buttons is not None else None
         sent = await self._send(address, result.comment, markup)
         if sent is not None and buttons is not None:

@@ -302,26 +302,12 @@ class ObjectDetector:
 
 
 def _faces(item: DecodedImage, boxes: Sequence[RawBox]) -> list[Face]:
-    return [
-        Face(
-            label=box.label,
-            keyword=emotion_keyword(box.label),
-            confidence=box.confidence,
-            box=item.to_original(box.box),
-        )
-        for box in boxes
-    ]
+    return [Face(b.label, emotion_keyword(b.label), b.confidence, item.to_original(b.box)) for b in boxes]
 
 
 def _objects(item: DecodedImage, boxes: Sequence[RawBox]) -> list[DetectedObject]:
     return [
-        DetectedObject(
-            label=box.label,
-            keyword=object_keyword(box.label),
-            confidence=box.confidence,
-            box=item.to_original(box.box),
-        )
-        for box in boxes
+        DetectedObject(b.label, object_keyword(b.label), b.confidence, item.to_original(b.box)) for b in boxes
     ]
 
 

@@ -221,16 +221,7 @@ class DiscordLateSender:
 
     async def send_comment(self, address: ReplyAddress, result: CommentResult) -> None:
         feedback = self._service.feedback
-        buttons = await feedback.record(
-            platform="discord",
-            chat_key=address.chat_key,
-            chat_id=address.chat_id,
-            photo_message_id=address.message_id,
-            photo_ref=address.photo_ref,
-            image=None,
-            image_sha256=address.photo_sha256,
-            result=result,
-        )
+        buttons = await feedback.record_late("discord", address, result)
         view = feedback_view(buttons) if buttons is not None else discord.utils.MISSING
         sent = await self._send(address, result.comment, view)
         if sent is not None and buttons is not None:
