@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from bot import messages
 from bot.feedback import Commenter, FeedbackService
 from bot.late_replies import LateReplies
@@ -171,8 +173,13 @@ class PhotoService:
 
     # --- generators -----------------------------------------------------------------------------
     async def current_generator(self, chat: ChatRef) -> str | None:
-        """The chat's stored generator if it still exists, else ``None`` (the default)."""
-        stored = await self.store.get_generator(chat.key)
+        """The chat's stored generator if it still exists, else ``None`` (the default). A store that
+        cannot answer costs the chat its choice for this photo, never the comment."""
+        try:
+            stored = await self.store.get_generator(chat.key)
+        except SQLAlchemyError as exc:
+            logger.warning("could not read the generator of %s (%s); using the default", chat.key, exc)
+            return None
         if stored is None:
             return None
         if stored not in self.client.generator_names():
