@@ -30,7 +30,7 @@ from ultralytics.utils import patches as ultralytics_patches
 
 from inference.images import DecodedImage
 from inference.labels import emotion_keyword, is_known_emotion, object_keyword
-from inference.results import Box, DetectedObject, Face, box_area
+from inference.results import Box, DetectedObject, Face, box_area, box_intersection, box_iou
 from inference.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -157,26 +157,14 @@ FACE_DUPLICATE_IOU = 0.6
 FACE_NESTED_SHARE = 0.85  # a box lying this much inside a larger one is the same face (face vs head box)
 
 
-def _intersection(a: Box, b: Box) -> float:
-    inter_w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    inter_h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    return inter_w * inter_h
-
-
-def _iou(a: Box, b: Box) -> float:
-    inter = _intersection(a, b)
-    union = box_area(a) + box_area(b) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def _nested_share(a: Box, b: Box) -> float:
     """How much of the smaller box lies inside the other (1.0: fully inside)."""
     smaller = min(box_area(a), box_area(b))
-    return _intersection(a, b) / smaller if smaller > 0 else 0.0
+    return box_intersection(a, b) / smaller if smaller > 0 else 0.0
 
 
 def _same_face(a: Box, b: Box, iou: float) -> bool:
-    return _iou(a, b) > iou or _nested_share(a, b) > FACE_NESTED_SHARE
+    return box_iou(a, b) > iou or _nested_share(a, b) > FACE_NESTED_SHARE
 
 
 def one_box_per_face(boxes: list[RawBox], iou: float = FACE_DUPLICATE_IOU) -> list[RawBox]:

@@ -13,6 +13,20 @@ def box_area(box: Box) -> float:
     return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
 
 
+def box_intersection(a: Box, b: Box) -> float:
+    """Area the two boxes share, in square pixels."""
+    inter_w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    inter_h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    return inter_w * inter_h
+
+
+def box_iou(a: Box, b: Box) -> float:
+    """Intersection over union; 0 when both boxes are degenerate."""
+    inter = box_intersection(a, b)
+    union = box_area(a) + box_area(b) - inter
+    return inter / union if union > 0 else 0.0
+
+
 @dataclass(frozen=True, slots=True)
 class Face:
     label: str  # class name from the weights, e.g. "happy"

@@ -40,6 +40,7 @@ from PIL import Image, ImageDraw
 from inference.keywords import has_emotion
 from inference.labels import object_keyword
 from inference.results import Box, CommentResult, box_area
+from inference.results import box_iou as iou
 from inference.templates import claims_mood
 
 logger = logging.getLogger(__name__)
@@ -80,14 +81,6 @@ class EverydayPhoto:
 
     def without_face(self) -> bool:
         return not self.has_person() and not any(p >= NO_FACE_TEACHER_PROB for _, p in self.teacher)
-
-
-def iou(a: Box, b: Box) -> float:
-    inter_w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    inter_h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = inter_w * inter_h
-    union = box_area(a) + box_area(b) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def face_size(box: Box) -> float:

@@ -42,6 +42,7 @@ from PIL import Image
 from inference.labels import EMOTION_CLASSES
 from inference.runtime import set_torch_threads
 from inference.settings import REPO_ROOT
+from training.convert_aihub import to_yolo
 
 logger = logging.getLogger(__name__)
 
@@ -89,14 +90,6 @@ def class_names(voc_names: Sequence[str]) -> list[str]:
 def read_names(data_yaml: Path) -> list[str]:
     names = yaml.safe_load(data_yaml.read_text(encoding="utf-8"))["names"]
     return [names[i] for i in sorted(names)] if isinstance(names, dict) else list(names)
-
-
-def yolo_line(cls: int, box: Sequence[float], width: int, height: int) -> str:
-    x1, y1, x2, y2 = box
-    x1, y1 = max(0.0, x1), max(0.0, y1)
-    x2, y2 = min(float(width), x2), min(float(height), y2)
-    cx, cy = (x1 + x2) / 2 / width, (y1 + y2) / 2 / height
-    return f"{cls} {cx:.6f} {cy:.6f} {(x2 - x1) / width:.6f} {(y2 - y1) / height:.6f}"
 
 
 def remap_voc_labels(label_file: Path, voc_names: Sequence[str], names: Sequence[str]) -> list[str]:
@@ -164,10 +157,11 @@ def label_voc_split(
         faces = teacher.faces(image)
         kept = [f for f in faces if f.prob >= args.min_prob and f.side >= args.min_side]
         emotions = teacher.emotions(image, kept) if kept else []
-        lines = [
-            yolo_line(face_index[emotion], face.box, image.width, image.height)
+        boxes = [
+            to_yolo(face.box, face_index[emotion], image.width, image.height)
             for face, emotion in zip(kept, emotions, strict=True)
         ]
+        lines = [box.line() for box in boxes if box is not None]
         lines += remap_voc_labels(args.objects / "labels" / split / f"{path.stem}.txt", voc_names, names)
         _link(path, args.out / "images" / split / f"{stem}.jpg")
         label = args.out / "labels" / split / f"{stem}.txt"
