@@ -52,7 +52,7 @@ from inference.transport import Job, JobOutcome, Transport, WorkerInfo
 logger = logging.getLogger(__name__)
 
 LATENCY_WINDOW = 1000  # p50/p95 over the most recent jobs, so /stats reflects the current load
-BATCHES_AHEAD = 2  # jobs at the worker at once, in batches: one running, one ready to start
+BATCHES_AHEAD = 2  # jobs at each worker at once, in batches: one running, one ready to start
 SHED_AT = 0.95  # a waiting job projected to finish after this share of its deadline is refused at once
 
 
@@ -101,7 +101,6 @@ class InferenceClient:
         self._waiting: FairQueue[_Waiting] = FairQueue()
         self._has_work = asyncio.Event()
         self._at_worker = 0
-        self._window = BATCHES_AHEAD * settings.max_batch_size
         self._dispatcher: asyncio.Task[None] | None = None
         self._service = ServiceTime()
 
@@ -324,12 +323,20 @@ class InferenceClient:
     async def _dispatch(self) -> None:
         """Hand waiting jobs to the worker round-robin by chat, keeping it at most a window ahead."""
         while True:
-            while self._at_worker >= self._window or not self._waiting:
+            while self._at_worker >= self._window() or not self._waiting:
                 self._has_work.clear()
                 await self._has_work.wait()
             entry = self._waiting.pop()
             if entry is not None:
                 self._send_to_worker(entry)
+
+    def _window(self) -> int:
+        """Jobs handed to the workers at once: a running and a ready batch for each live worker (the
+        shared queue's workers from their heartbeats; one local process otherwise), so a second worker
+        never idles for want of work."""
+        listed = getattr(self._transport, "workers", None)
+        workers = len(listed()) if listed is not None else 1
+        return BATCHES_AHEAD * self._settings.max_batch_size * max(1, workers)
 
     def _send_to_worker(self, entry: _Waiting) -> None:
         self._at_worker += 1
