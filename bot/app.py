@@ -20,8 +20,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot.core import PhotoService, PlatformStartupError
 from bot.store import Store, store_url
-from inference.client import InferenceClient
 from inference.errors import CommentBotError
+from inference.serving.client import InferenceClient
 from inference.serving.metrics import BotMetrics, start_ops_server
 from inference.settings import Settings, SettingsError, load_settings
 

@@ -36,10 +36,10 @@ from bot.core import ChatRef, PhotoService
 from bot.feedback import Buttons, button_data
 from bot.store import Store
 from bot.telegram_feedback import answer_press
-from inference.benchmark import default_photos
-from inference.client import InferenceClient
 from inference.drawing import detections_of, draw_detections
 from inference.results import CommentResult
+from inference.serving.benchmark import default_photos
+from inference.serving.client import InferenceClient
 from inference.settings import Settings, SettingsError, load_settings
 
 logger = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from bot.feedback import Commenter, FeedbackService
 from bot.late_replies import LateReplies
 from bot.store import Store
 from inference.errors import ChatLimitError, CommentBotError, QueueFullError
-from inference.registry import discover_generators
+from inference.models.registry import discover_generators
 from inference.results import CommentResult
 from inference.serving.metrics import BotMetrics
 from inference.serving.records import ReplyAddress, WorkerStatus
@@ -31,7 +31,7 @@ Platform = Literal["telegram", "discord"]
 
 
 class QueueStatsLike(Protocol):
-    """The fields of ``inference.client.QueueStats`` that ``/stats`` shows."""
+    """The fields of ``inference.serving.client.QueueStats`` that ``/stats`` shows."""
 
     @property
     def jobs_done(self) -> int: ...
@@ -52,7 +52,7 @@ class QueueStatsLike(Protocol):
 
 
 class CommentClient(Commenter, Protocol):
-    """What the core needs from ``inference.client.InferenceClient`` (structural, so tests and the
+    """What the core needs from ``inference.serving.client.InferenceClient`` (structural, so tests and the
     core do not depend on the worker's transport); ``comment`` comes from ``Commenter``."""
 
     async def start(self) -> None: ...

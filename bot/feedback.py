@@ -50,6 +50,7 @@ PHOTO_GONE = "원본 사진을 다시 가져오지 못했어요 😢 사진이 �
 RECORD_GONE = "이 댓글의 기록이 없어요 (지워졌거나 보관 기간이 지났어요) 🗂️"
 WRONG_CHAT = "이 버튼은 이 채팅의 댓글에서만 쓸 수 있어요 🙅"
 STORE_FAILED = "앗, 기록을 저장하지 못했어요 😢 잠시 후 다시 눌러 주세요."
+REGENERATE_REDRAWS = 1  # a 🔄 that drew the shown comment again draws once more
 FORGET_ADMIN_ONLY = "그룹과 서버에서는 관리자만 댓글 기록을 지울 수 있어요 🔒"
 
 
@@ -266,9 +267,7 @@ class FeedbackService:
     async def _regenerate(self, record: CommentRecord) -> Outcome:
         started = time.perf_counter()
         try:
-            result = await self.client.comment(
-                b"", chat_key=record.chat_key, generator=record.generator, keywords=record.keywords
-            )
+            result = await self._new_comment(record)
         except CommentBotError as exc:
             logger.info("🔄 of comment %d failed: %s (%s)", record.id, exc.code, exc)
             return Outcome(exc.user_message, alert=True)
@@ -289,6 +288,19 @@ class FeedbackService:
             (time.perf_counter() - started) * 1000,
         )
         return Outcome(REGENERATED, buttons=Buttons(record.id), text=result.comment)
+
+    async def _new_comment(self, record: CommentRecord) -> CommentResult:
+        """A comment for the record's keywords that differs from the one shown: sampling repeats
+        itself now and then (a few percent of draws for the same keywords), and a 🔄 that changes
+        nothing looks broken, so a repeat is drawn once more."""
+        for attempt in range(1 + REGENERATE_REDRAWS):
+            result = await self.client.comment(
+                b"", chat_key=record.chat_key, generator=record.generator, keywords=record.keywords
+            )
+            if result.comment != record.text:
+                break
+            logger.info("🔄 of comment %d drew the same text (attempt %d)", record.id, attempt + 1)
+        return result
 
     async def annotated_photo(self, record: CommentRecord, photo: bytes | None) -> bytes | str:
         """The photo with the comment's boxes drawn (JPEG), or a Korean reason it could not be made

@@ -26,8 +26,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from bot.schema import chat_settings, comment_versions, comments, votes
-from inference.keywords import format_keywords, parse_keywords
 from inference.settings import Settings
+from inference.text.keywords import format_keywords, parse_keywords
 
 logger = logging.getLogger(__name__)
 

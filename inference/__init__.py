@@ -1,5 +1,7 @@
 """Inference side of the 무플방지 bot: photo → Korean keywords → Korean comment.
 
-Importing this package is cheap and never imports torch, ultralytics or transformers;
-the heavy modules (``detect``, ``generators``, ``pipeline``, ``worker``) import them lazily.
+``serving`` moves photos between the bot and the workers, ``models`` holds the networks and the
+pipeline, ``text`` the Korean text rules; ``images``, ``results``, ``errors`` and ``settings`` are shared
+by all three. Importing this package is cheap and never imports torch, ultralytics or transformers;
+only ``inference.models`` does.
 """

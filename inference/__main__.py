@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from inference.errors import CommentBotError, ImageTooLargeError, UnknownGeneratorError
-from inference.registry import discover_generators, resolve_generator
+from inference.models.registry import discover_generators, resolve_generator
 from inference.results import CommentResult
 from inference.settings import Settings, SettingsError, load_settings
 
@@ -92,7 +92,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             _print_outcome(path, path_errors[path], as_json=args.json)
         return EXIT_SOME_FAILED
 
-    from inference.pipeline import Pipeline, PipelineRequest  # heavy: torch, ultralytics, transformers
+    from inference.models.pipeline import Pipeline, PipelineRequest  # heavy: torch, ultralytics, transformers
 
     try:
         pipeline = Pipeline.from_settings(settings)

@@ -19,8 +19,8 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFont
 
 from inference.images import decode_image
-from inference.labels import korean_object_name
 from inference.results import Box, CommentResult, DetectedObject, Face
+from inference.text.labels import korean_object_name
 
 logger = logging.getLogger(__name__)
 

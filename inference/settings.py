@@ -78,7 +78,9 @@ class Settings(BaseSettings):
     # refuse a photo when its expected wait (work ahead × measured time per photo) exceeds this share
     # of job_timeout_s, rather than accept it and time out
     admission_headroom: float = Field(default=0.8, gt=0.0, le=1.0)
-    pipeline_factory: str = "inference.pipeline:Pipeline.from_settings"  # "module:callable" for the worker
+    pipeline_factory: str = (
+        "inference.models.pipeline:Pipeline.from_settings"  # "module:callable" for the worker
+    )
 
     # --- shared queue on Redis (several bots and workers, any machines) ---------------------------
     queue_url: str | None = None  # redis://host:6379/0; None: one local worker process per bot

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from inference.runtime import prepare_offline_ultralytics
+from inference.models.runtime import prepare_offline_ultralytics
 from inference.settings import Settings
 from tests.fixtures.tiny_models import make_tiny_weights
 

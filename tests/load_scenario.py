@@ -44,7 +44,7 @@ from tests.fakes.telegram_server import FakeTelegramServer
 
 TOKEN = "123456789:AAE-load-scenario-TOKEN_0123456789"
 PIPELINES = {
-    "real": "inference.pipeline:Pipeline.from_settings",
+    "real": "inference.models.pipeline:Pipeline.from_settings",
     "real-2x": "tests.fakes.slow_pipeline:real_twice_as_slow",
     "fake-slow": "tests.fakes.slow_pipeline:SlowFakePipeline.from_settings",
 }

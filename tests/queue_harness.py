@@ -17,9 +17,9 @@ from typing import Any
 
 import redis.asyncio as redis
 
-from inference.client import InferenceClient
 from inference.errors import CommentBotError
 from inference.results import CommentResult
+from inference.serving.client import InferenceClient
 from inference.serving.records import ReplyAddress
 from inference.serving.redis_transport import RedisStreamsTransport
 from inference.serving.wire import WORKER_GROUP, QueueKeys

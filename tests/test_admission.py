@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from inference.client import InferenceClient
 from inference.errors import ChatLimitError, CommentBotError, ExpectedWaitError, JobTimeoutError
-from inference.scheduler import FairQueue, ServiceTime
-from inference.transport import LocalProcessTransport
+from inference.serving.client import InferenceClient
+from inference.serving.local_transport import LocalProcessTransport
+from inference.serving.scheduler import FairQueue, ServiceTime
 from tests.conftest import make_settings
 from tests.fakes.slow_pipeline import CONFIG_FILE
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from inference import benchmark
+from inference.serving import benchmark
 
 FIXED_COST = "tests.test_queue_fakes:FixedCostPipeline.from_settings"
 REQUIRED_KEYS = {

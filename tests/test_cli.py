@@ -133,7 +133,7 @@ def test_missing_argument_is_a_usage_error() -> None:
 def test_path_problems_are_reported_before_any_model_loads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from inference.pipeline import Pipeline
+    from inference.models.pipeline import Pipeline
 
     def no_models(settings: object) -> None:
         raise AssertionError("models must not load when no photo is usable")

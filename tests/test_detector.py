@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from inference.face_classifier import ClassifierConfig, EmotionCNN, save_checkpoint
-from inference.labels import emotion_keyword
-from inference.runtime import prepare_offline_ultralytics
+from inference.models.face_classifier import ClassifierConfig, EmotionCNN, save_checkpoint
+from inference.models.runtime import prepare_offline_ultralytics
+from inference.text.labels import emotion_keyword
 from tests.conftest import make_settings
 from tests.fixtures.tiny_models import make_tiny_detector
 
@@ -247,7 +247,7 @@ def test_evaluation_on_fixture_split(tiny_emotion: Path, fixture_data: Path, tmp
 
 
 def test_dominant_face_rules() -> None:
-    from inference.detect import RawBox
+    from inference.models.detect import RawBox
     from training.evaluate_detector import Sample, dominant_label, suggest_conf
 
     sample = Sample(Path("x.jpg"), [("sad", (0, 0, 10, 10)), ("happy", (0, 0, 30, 30))])
@@ -262,12 +262,12 @@ def test_dominant_face_rules() -> None:
 
 @pytest.mark.parametrize("names", [RESEARCH_NAMES, NAMES], ids=["4-class research", "5-class shipped"])
 def test_runtime_loads_both_formats(tmp_path: Path, names: list[str], zidane_jpg: Path) -> None:
-    """inference.detect loads a 4- or 5-class model and maps class names to Korean keywords."""
+    """inference.models.detect loads a 4- or 5-class model and maps class names to Korean keywords."""
     weights = tmp_path / "weights"
     make_tiny_detector(weights / "emotion" / "model.pt", names, imgsz=64, conf=0.0)
     prepare_offline_ultralytics()
-    from inference.detect import EmotionDetector
     from inference.images import decode_image
+    from inference.models.detect import EmotionDetector
 
     detector = EmotionDetector.from_settings(make_settings(weights), "cpu")
     assert detector.names == names
@@ -288,8 +288,8 @@ def test_runtime_relabels_with_the_shipped_classifier(tmp_path: Path, zidane_jpg
     metadata = json.loads((folder / "metadata.json").read_text(encoding="utf-8"))
     (folder / "metadata.json").write_text(json.dumps({**metadata, "classifier": "face_classifier.pt"}))
     prepare_offline_ultralytics()
-    from inference.detect import EmotionDetector
     from inference.images import decode_image
+    from inference.models.detect import EmotionDetector
 
     detector = EmotionDetector.from_settings(make_settings(tmp_path / "weights"), "cpu")
     item = decode_image(zidane_jpg.read_bytes())
@@ -349,8 +349,8 @@ def test_killed_run_resumes_where_it_stopped(fixture_data: Path, tmp_path: Path)
 
 
 def test_bot_path_map_scores_perfect_and_wrong_detections() -> None:
-    from inference.detect import RawBox
     from inference.images import DecodedImage
+    from inference.models.detect import RawBox
     from training.evaluate_detector import Sample, bot_path_map
 
     # A working image at half the photo's size: boxes must be mapped back before matching.

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from inference.face_classifier import (
+from inference.models.face_classifier import (
     ClassifierConfig,
     EmotionCNN,
     FaceEmotionClassifier,
@@ -42,7 +42,7 @@ def test_checkpoint_round_trip_keeps_config_and_outputs(tmp_path: Path) -> None:
     assert probs.shape == (2, 3)
     assert torch.allclose(probs.sum(dim=1), torch.ones(2))
     with torch.no_grad():
-        from inference.face_classifier import to_tensor
+        from inference.models.face_classifier import to_tensor
 
         x = to_tensor(crops, config.size)
         reference = torch.softmax((model(x) + model(torch.flip(x, dims=(3,)))) / 2, dim=1)

@@ -43,11 +43,11 @@ def test_shipped_files_and_metadata() -> None:
 
 
 def test_shipped_detector_loads_as_the_bot_loads_it(zidane_jpg: Path) -> None:
-    from inference.runtime import prepare_offline_ultralytics
+    from inference.models.runtime import prepare_offline_ultralytics
 
     prepare_offline_ultralytics()
-    from inference.detect import EmotionDetector
     from inference.images import decode_image
+    from inference.models.detect import EmotionDetector
 
     detector = EmotionDetector.from_settings(make_settings(DEFAULT_WEIGHTS_DIR), "cpu")
     assert detector.names == metadata()["classes"]
@@ -61,10 +61,10 @@ def test_shipped_detector_loads_as_the_bot_loads_it(zidane_jpg: Path) -> None:
 @pytest.mark.skipif(not FACES_DATA.exists(), reason="shared faces set not present")
 def test_recorded_dominant_face_accuracy_is_reproduced(tmp_path: Path) -> None:
     """The bot's path over the whole val split gives the accuracy written into metadata.json."""
-    from inference.runtime import prepare_offline_ultralytics
+    from inference.models.runtime import prepare_offline_ultralytics
 
     prepare_offline_ultralytics()
-    from inference.detect import EmotionDetector
+    from inference.models.detect import EmotionDetector
     from training.evaluate_detector import dataset, pipeline_accuracy
 
     settings = make_settings(DEFAULT_WEIGHTS_DIR)

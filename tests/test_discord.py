@@ -37,9 +37,9 @@ from bot.discord_app import (
     run_discord,
 )
 from bot.store import Store
-from inference.client import InferenceClient
 from inference.errors import ImageError, QueueFullError
 from inference.results import CommentResult
+from inference.serving.client import InferenceClient
 from inference.serving.records import ReplyAddress
 from inference.settings import Settings
 from tests.conftest import make_settings

@@ -21,8 +21,8 @@ from bot import feedback as fb
 from bot.core import ChatRef, CommentClient, PhotoService
 from bot.store import CommentRecord, Store
 from bot.telegram_app import build_application, telegram_running
-from inference.client import InferenceClient
 from inference.errors import QueueFullError
+from inference.serving.client import InferenceClient
 from tests.conftest import make_settings
 from tests.fakes.inference_client import FakeInferenceClient
 from tests.fakes.telegram_buttons import ButtonsTelegramServer
@@ -228,6 +228,19 @@ async def test_regenerate_edits_the_comment_keeps_versions_and_stops_at_the_limi
     assert [pair.comment for pair in replaced] == texts[:3]
     assert replaced[0].net_votes == 1  # the first text keeps its 👍
     assert [generator for _, generator in client.calls[1:]] == ["t5", "t5", "t5"]  # the comment's own
+
+
+async def test_regenerate_draws_again_when_it_repeats_the_shown_comment(
+    server: ButtonsTelegramServer, settings_for: Any
+) -> None:
+    client = FakeInferenceClient()
+    async with running_bot(settings_for(), client):
+        message_id, reply = await post_photo(server)
+        client.regenerate_texts = [reply["text"], "새로 쓴 댓글이에요 🌟"]  # sampling repeated itself once
+        answer = await press(server, message_id, "again")
+    assert answer["text"] == fb.REGENERATED
+    assert server.text_of(message_id) == "새로 쓴 댓글이에요 🌟"
+    assert client.regenerated == 2
 
 
 async def test_regenerate_per_chat_limit(server: ButtonsTelegramServer, settings_for: Any) -> None:

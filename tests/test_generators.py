@@ -12,15 +12,15 @@ from typing import Any
 import pytest
 
 from inference.errors import UnknownGeneratorError
-from inference.generators import (
+from inference.models.generators import (
     CausalGenerator,
     CommentGenerator,
     GeneratorSet,
     Seq2SeqGenerator,
     comment_problem,
 )
-from inference.registry import discover_generators
-from inference.templates import template_comment
+from inference.models.registry import discover_generators
+from inference.text.templates import template_comment
 
 HANGUL_ONLY = re.compile(r"^ ?[\uac00-\ud7a3][\uac00-\ud7a3 ]*$")  # at least one syllable
 

@@ -213,7 +213,7 @@ def test_intake_stays_torch_free() -> None:
     import sys
 
     code = (
-        "import sys, inference.images, inference.labels, inference.keywords; "
+        "import sys, inference.images, inference.text.labels, inference.text.keywords; "
         "bad = [m for m in ('torch', 'ultralytics', 'transformers') if m in sys.modules]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from inference import labels
-from inference.keywords import build_keywords, format_keywords, has_emotion, parse_keywords
 from inference.results import DetectedObject, Face
+from inference.text import labels
+from inference.text.keywords import build_keywords, format_keywords, has_emotion, parse_keywords
 from tests.conftest import ultralytics_asset
 
 ULTRALYTICS_DATASETS = ultralytics_asset("bus.jpg").parents[1] / "cfg" / "datasets"
@@ -113,7 +113,7 @@ def test_generic_labels_are_excluded() -> None:
 
 
 def test_unknown_object_name_gives_no_keyword_and_logs_once(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="inference.labels"):
+    with caplog.at_level(logging.WARNING, logger="inference.text.labels"):
         assert labels.object_keyword("Flux capacitor") is None
         assert labels.object_keyword("Flux capacitor") is None
     assert sum("Flux capacitor" in r.getMessage() for r in caplog.records) == 1

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from inference.detect import EmotionDetector, RawBox, resolve_weights
 from inference.errors import (
     EmptyImageError,
     InferenceFailedError,
@@ -20,12 +19,13 @@ from inference.errors import (
     UnknownGeneratorError,
 )
 from inference.images import decode_image
-from inference.keywords import build_keywords, format_keywords, parse_keywords
-from inference.labels import object_keyword
-from inference.pipeline import Pipeline, PipelineRequest
+from inference.models.detect import EmotionDetector, RawBox, resolve_weights
+from inference.models.pipeline import Pipeline, PipelineRequest
 from inference.results import CommentResult
 from inference.settings import DEFAULT_WEIGHTS_DIR
-from inference.templates import claims_mood
+from inference.text.keywords import build_keywords, format_keywords, parse_keywords
+from inference.text.labels import object_keyword
+from inference.text.templates import claims_mood
 from tests.conftest import make_settings
 from tests.fixtures import images as corpus
 from tests.fixtures.tiny_models import make_tiny_detector
@@ -220,7 +220,7 @@ def test_settings_override_detector_metadata(tiny_weights_dir: Path, bus_jpg: Pa
 def test_second_stage_classifier_relabels_faces(
     tiny_weights_dir: Path, tmp_path: Path, zidane_jpg: Path
 ) -> None:
-    face_classifier = pytest.importorskip("inference.face_classifier")
+    face_classifier = pytest.importorskip("inference.models.face_classifier")
     weights = tmp_path / "weights"
     shutil.copytree(tiny_weights_dir, weights)
     config = face_classifier.ClassifierConfig(classes=("sadness", "surprise"), widths=(8, 16))
@@ -299,7 +299,7 @@ def test_shipped_weights_comment_on_a_photo_with_faces(zidane_jpg: Path) -> None
 
 
 def test_a_face_found_twice_with_two_emotions_is_reported_once() -> None:
-    from inference.detect import RawBox, one_box_per_face
+    from inference.models.detect import RawBox, one_box_per_face
 
     face = (10.0, 10.0, 110.0, 110.0)
     boxes = [
@@ -313,7 +313,7 @@ def test_a_face_found_twice_with_two_emotions_is_reported_once() -> None:
 
 def test_a_face_box_inside_its_head_box_is_reported_once() -> None:
     """Seen on the shipped model: the face and a head-sized box around it (IoU only ~0.3)."""
-    from inference.detect import RawBox, one_box_per_face
+    from inference.models.detect import RawBox, one_box_per_face
 
     head = (210.0, 10.0, 385.0, 308.0)
     boxes = [

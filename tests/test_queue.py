@@ -16,7 +16,6 @@ from typing import Any
 import psutil
 import pytest
 
-from inference.client import InferenceClient
 from inference.errors import (
     ChatLimitError,
     ImageTooLargeError,
@@ -30,7 +29,8 @@ from inference.errors import (
     WorkerStartError,
 )
 from inference.results import CommentResult
-from inference.transport import LocalProcessTransport
+from inference.serving.client import InferenceClient
+from inference.serving.local_transport import LocalProcessTransport
 from tests.conftest import make_settings
 from tests.test_queue_fakes import CRASH_ON_LOAD
 
@@ -285,7 +285,8 @@ async def test_worker_gets_no_bot_tokens(tmp_path: Path) -> None:
 
 def test_worker_module_is_torch_free_until_the_pipeline_loads() -> None:
     code = (
-        "import sys, inference.client, inference.worker, inference.transport\n"
+        "import sys, inference.serving.client, inference.serving.local_transport\n"
+        "import inference.serving.local_worker, inference.serving.redis_worker, inference.worker\n"
         "print(sorted({'torch', 'ultralytics', 'transformers'} & set(sys.modules)))"
     )
     repo_root = Path(__file__).resolve().parents[1]

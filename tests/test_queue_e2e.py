@@ -21,7 +21,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 BOT_PROCESS_SCRIPT = """
 import asyncio, json, sys
 from pathlib import Path
-from inference.client import InferenceClient
+from inference.serving.client import InferenceClient
 from inference.errors import CommentBotError
 from inference.settings import Settings
 

@@ -14,7 +14,6 @@ import aiohttp
 import pytest
 import redis.asyncio as redis
 
-from inference.client import InferenceClient
 from inference.errors import (
     ChatLimitError,
     CommentBotError,
@@ -23,6 +22,7 @@ from inference.errors import (
     QueueUnavailableError,
 )
 from inference.results import CommentResult
+from inference.serving.client import InferenceClient
 from inference.serving.wire import WORKER_GROUP
 from tests.queue_harness import CLAIM_IDLE_S, HEARTBEAT_S, Queue, bot_client, outcomes, queue_is_drained
 from tests.servers import RedisServer, free_port

@@ -19,10 +19,10 @@ from inference.errors import (
     error_from_wire,
 )
 from inference.results import CommentResult, DetectedObject, Face
+from inference.serving.jobs import Job, JobOutcome
 from inference.serving.records import ReplyAddress
 from inference.serving.wire import job_fields, outcome_fields, parse_job, parse_outcome
 from inference.settings import REPO_ROOT, SettingsError, load_settings
-from inference.transport import Job, JobOutcome
 
 ADDRESS = ReplyAddress("telegram", 42, 1001, "telegram:42", "file-1", "ab" * 32)
 

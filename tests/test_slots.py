@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import torch
 
-from inference.generators import CommentGenerator, SlotCoverage, comment_problem
-from inference.josa import attach_particle, replace_token
-from inference.registry import GeneratorMeta
-from inference.slots import (
+from inference.models.generators import CommentGenerator, SlotCoverage, comment_problem
+from inference.models.registry import GeneratorMeta
+from inference.text.josa import attach_particle, replace_token
+from inference.text.slots import (
     MAX_SLOTS,
     SLOT_TOKENS,
     empty_slots,
@@ -134,6 +134,35 @@ def test_the_best_beam_that_names_every_object_wins_and_is_filled() -> None:
 def test_without_a_complete_beam_the_top_one_is_used() -> None:
     generator = ScriptedGenerator(slot_meta(), [["<obj1>가 멋져요 😊", "좋아요 😊"]])
     assert generator.generate(["기쁨, 책, 꽃"], sample=False) == ["책이 멋져요 😊"]
+
+
+def test_consensus_pick_takes_the_complete_beam_most_like_the_others() -> None:
+    beams = [
+        "<obj1>가 멋져요 😊",  # names one object only: never chosen while a complete beam exists
+        "<obj1>와 <obj2> 모두 멋져요 😊",
+        "<obj1>와 <obj2> 모두 정말 멋져요 😊",
+        "<obj2>와 <obj1>, 정말 멋져요 😊",
+    ]
+    generator = ScriptedGenerator(
+        slot_meta(eval_generation={"do_sample": False, "num_beams": 4, "pick": "consensus"}), [beams]
+    )
+    assert generator.generate(["기쁨, 책, 꽃"], sample=False) == ["책과 꽃 모두 정말 멋져요 😊"]
+    assert "pick" not in generator.seen_kwargs[0] and "candidates" not in generator.seen_kwargs[0]
+
+
+def test_sampling_draws_the_configured_number_of_candidates() -> None:
+    meta = slot_meta(object_slots=False, generation={"do_sample": True, "candidates": 4, "pick": "consensus"})
+    generator = ScriptedGenerator(
+        meta, [["좋아요 😊", "정말 좋아요 😊", "정말 좋네요 😊", "정말 좋아 보여요 😊"]]
+    )
+    assert generator.candidates_per_prompt(sample=True) == 4
+    assert generator.generate(["기쁨"], sample=True) == ["정말 좋아요 😊"]
+    assert generator.seen_kwargs[0]["num_return_sequences"] == 4
+    # without slots, a deterministic consensus pick still sees every beam
+    consensus = slot_meta(
+        object_slots=False, eval_generation={"do_sample": False, "num_beams": 5, "pick": "consensus"}
+    )
+    assert ScriptedGenerator(consensus, []).candidates_per_prompt(sample=False) == 5
 
 
 def test_a_model_without_slots_gets_the_plain_keywords() -> None:

@@ -28,9 +28,9 @@ from bot.app import TokenRedactingFilter, quiet_http_loggers
 from bot.core import CommentClient, PhotoService, PlatformStartupError
 from bot.store import Store, StoreClosedError
 from bot.telegram_app import COMMANDS, build_application, run_telegram, telegram_running, webhook_arguments
-from inference.client import InferenceClient
 from inference.errors import ImageError, QueueFullError
-from inference.registry import discover_generators
+from inference.models.registry import discover_generators
+from inference.serving.client import InferenceClient
 from inference.settings import DEFAULT_WEIGHTS_DIR, Settings
 from tests.conftest import make_settings
 from tests.fakes.inference_client import FakeInferenceClient, GatedTransport

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from inference.generators import comment_problem
-from inference.templates import OBJECT_EMOJI, claims_mood, fill, honest_comment, template_comment
+from inference.models.generators import comment_problem
+from inference.text.templates import OBJECT_EMOJI, claims_mood, fill, honest_comment, template_comment
 
 OBJECT_SETS = (
     [],

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import sys
 import unicodedata
 from pathlib import Path
@@ -23,11 +24,11 @@ from transformers import (
     T5ForConditionalGeneration,
 )
 
-from inference.generators import CommentGenerator
-from inference.josa import attach_particle, replace_word
-from inference.registry import discover_generators
-from inference.slots import SLOT_TOKENS
-from training import evaluate_generator, train_generator
+from inference.models.generators import CommentGenerator
+from inference.models.registry import discover_generators
+from inference.text.josa import attach_particle, replace_word
+from inference.text.slots import SLOT_TOKENS
+from training import evaluate_generator, select_decoding, train_generator
 from training.augment import (
     augment_pairs,
     common_syllables,
@@ -324,7 +325,8 @@ def test_evaluation_cli(
     argv = [
         "evaluate_generator", "--generator", "T5", "--data", str(test_file),
         "--weights-dir", str(tiny_trained_t5), "--predictions", str(predictions), "--report", str(report),
-        "--latency-runs", "2", "--sampled-runs", "4", "--threads", "1", "--update-metadata",
+        "--latency-runs", "2", "--sampled-runs", "4", "--samples-per-input", "3", "--threads", "1",
+        "--update-metadata",
     ]  # fmt: skip
     monkeypatch.setattr(sys, "argv", argv)
     assert evaluate_generator.main() == 0
@@ -340,8 +342,17 @@ def test_evaluation_cli(
         *("emoji_share", "keyword_coverage", "distinct_share", "garbled", "sampled_garbled"),
         *("latency_p50_ms_batch1", "latency_p50_ms_batch16"),
         *("latency_p50_ms_batch1_sampled", "latency_p50_ms_batch16_sampled"),
+        *(
+            "sampled_bleu4",
+            "sampled_distinct_per_input",
+            "sampled_differs_on_rerun",
+            "sampled_keyword_coverage",
+        ),
+        *("bleu4_ci95_low", "bleu4_ci95_high", "rougeL_f_ci95_low", "rougeL_f_ci95_high"),
     }
     assert expected_keys <= metrics.keys()
+    assert metrics["sampled_count"] == 3 * 4  # three comments for each of the first four inputs
+    assert metrics["bleu4_ci95_low"] <= metrics["bleu4_ci95_high"]
     assert metrics["count"] == len(rows)
     assert metrics["latency_p50_ms_batch1"] > 0
     if "keyword_coverage_unseen" in metrics:
@@ -496,3 +507,37 @@ def test_synthetic_names_teach_copying_of_any_syllables() -> None:
         name = pair.object_keywords[0]
         assert name in pair.comment and name not in OBJECTS
         assert all(char in syllables for char in name.replace(" ", ""))
+
+
+def test_decoding_selection_cli(
+    tiny_trained_t5: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    weights = tmp_path / "weights"
+    shutil.copytree(tiny_trained_t5, weights)
+    folder = weights / "generators" / "t5"
+    report = tmp_path / "selection"
+    argv = [
+        "select_decoding", "--generator", "t5", "--weights-dir", str(weights), "--limit", "6",
+        "--beams", "2", "--sample-candidates", "2", "--draws", "2", "--threads", "1",
+        "--report", str(report), "--update-metadata",
+    ]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    assert select_decoding.main() == 0
+
+    found = json.loads((report / "decoding_selection.json").read_text(encoding="utf-8"))
+    assert found["data"].endswith("validation.jsonl")  # chosen on validation, never on test
+    labels = [trial["label"] for trial in found["eval_generation"]]
+    assert labels[0] == "current" and [label.split(", length")[0] for label in labels[1:]] == [
+        "beams 2, first",
+        "beams 2, consensus",
+    ]
+    for trial in found["eval_generation"][1:] + found["generation"][1:]:
+        assert {"bleu4", "rougeL_f", "bleu4_ci95", "keyword_coverage", "garbled"} <= trial.keys()
+        assert set(trial["vs_current"]) == {"bleu4", "rougeL_f"}
+    assert all("differs_on_rerun" in trial for trial in found["generation"])
+    meta = json.loads((folder / "generator.json").read_text(encoding="utf-8"))
+    chosen = next(t for t in found["eval_generation"] if t["label"] == found["eval_generation_chosen"])
+    assert meta["eval_generation"] == chosen["config"]
+    assert meta["training"]["decoding_selection"]["eval_generation"] == found["eval_generation_chosen"]
+    assert "(chosen)" in (report / "decoding_eval_generation.md").read_text(encoding="utf-8")
+    assert "(chosen)" in (report / "decoding_generation.md").read_text(encoding="utf-8")

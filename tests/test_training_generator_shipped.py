@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from inference.generators import CommentGenerator, comment_problem
-from inference.registry import discover_generators
+from inference.models.generators import CommentGenerator, comment_problem
+from inference.models.registry import discover_generators
 from inference.settings import DEFAULT_WEIGHTS_DIR
-from inference.slots import leftover_slots
+from inference.text.slots import leftover_slots
 from training.data import split_keywords
 from training.metrics import has_emoji, mentions_all_objects
 

@@ -12,7 +12,7 @@ import logging
 import random
 from collections.abc import Sequence
 
-from inference.josa import HANGUL_FIRST, HANGUL_LAST, mentions_word, replace_word
+from inference.text.josa import HANGUL_FIRST, HANGUL_LAST, mentions_word, replace_word
 from training.data import KEYWORD_SEPARATOR, Pair
 
 logger = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ Reports (``metrics.json`` under ``--out``, and with ``--update-metadata`` into `
 - ultralytics box metrics: mAP50, mAP50-95, per-class AP50 / AP50-95, the confusion matrix and
   PR-curve PNGs;
 - *dominant-face accuracy*: is the emotion of the largest face right? Measured through
-  ``inference.detect.EmotionDetector`` exactly as the bot runs it (photo bytes → ``decode_image`` →
+  ``inference.models.detect.EmotionDetector`` exactly as the bot runs it (photo bytes → ``decode_image`` →
   detector at the shipped conf/imgsz → optional second-stage classifier), once without and once with
   the classifier when one is given or named in the metadata; an image with faces where nothing is
   detected counts as wrong;
@@ -48,8 +48,8 @@ import numpy as np
 import torch
 import yaml
 
+from inference.models.runtime import prepare_offline_ultralytics, set_torch_threads
 from inference.results import Box, box_area
-from inference.runtime import prepare_offline_ultralytics, set_torch_threads
 from inference.settings import REPO_ROOT, load_settings
 
 logger = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "faces" / "data.yaml"
 SHARED_OBJECTS = REPO_ROOT.parent / "shared" / "data" / "objects"
 DEFAULT_WEIGHTS = REPO_ROOT / "weights" / "emotion" / "model.pt"
 CONF_GRID = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5)
-MAX_DET = 20  # inference.detect's default: the bot never looks at more faces than this
+MAX_DET = 20  # inference.models.detect's default: the bot never looks at more faces than this
 PLOTS = ("confusion_matrix.png", "confusion_matrix_normalized.png", "BoxPR_curve.png", "BoxF1_curve.png")
 
 
@@ -365,7 +365,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
 def evaluate_closeups(args: argparse.Namespace) -> dict[str, Any]:
     """mAP, dominant-face accuracy, the threshold sweep and latency on a face-emotion split."""
-    from inference.detect import EmotionDetector, YoloRunner, read_metadata
+    from inference.models.detect import EmotionDetector, YoloRunner, read_metadata
 
     weights = str(args.weights.resolve())
     metadata = read_metadata(weights)
@@ -410,8 +410,8 @@ def evaluate_closeups(args: argparse.Namespace) -> dict[str, Any]:
 
 def evaluate_everyday(args: argparse.Namespace) -> dict[str, Any]:
     """Everyday VOC val photos through the whole bot pipeline (``training.everyday_eval``)."""
-    from inference.detect import read_metadata
-    from inference.pipeline import Pipeline
+    from inference.models.detect import read_metadata
+    from inference.models.pipeline import Pipeline
     from training import everyday_eval as ev
 
     weights = str(args.weights.resolve())
@@ -454,7 +454,7 @@ def evaluate_everyday(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_photos(pipeline: Any, photos: Sequence[Any]) -> None:
     """Each photo through the pipeline as the bot runs it (sampled comment), result kept on the photo."""
-    from inference.pipeline import PipelineRequest
+    from inference.models.pipeline import PipelineRequest
     from inference.results import CommentResult
 
     for photo in photos:
@@ -504,7 +504,7 @@ def _classifier(choice: str, metadata: dict[str, Any], folder: Path, device: str
     )
     if path is None:
         return None
-    from inference.face_classifier import FaceEmotionClassifier
+    from inference.models.face_classifier import FaceEmotionClassifier
 
     return FaceEmotionClassifier.load(path, device)
 

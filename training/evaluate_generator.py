@@ -24,13 +24,22 @@ from typing import Any
 import torch
 
 from inference.errors import UnknownGeneratorError
-from inference.generators import CommentGenerator
-from inference.registry import GenerationConfig, GeneratorEntry, discover_generators, resolve_generator
-from inference.runtime import resolve_device
+from inference.models.generators import CommentGenerator
+from inference.models.registry import GenerationConfig, GeneratorEntry, discover_generators, resolve_generator
+from inference.models.runtime import resolve_device
 from inference.settings import DEFAULT_WEIGHTS_DIR
 from training.augment import unseen_keyword_pairs
 from training.data import Pair, iter_pair_rows, object_keywords
-from training.metrics import RESEARCH_SCORES, count_garbled, has_emoji, keyword_coverage, score_predictions
+from training.metrics import (
+    RESEARCH_SCORES,
+    bleu_scores,
+    count_garbled,
+    has_emoji,
+    keyword_coverage,
+    rouge_f_scores,
+    score_predictions,
+)
+from training.spread import Scored, intervals, resample_weights
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +61,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--latency-runs", type=int, default=40, help="comments timed at batch 1")
     parser.add_argument(
-        "--sampled-runs", type=int, default=200, help="inputs for the sampled-generation check"
+        "--sampled-runs", type=int, default=0, help="inputs for the sampled-generation check (0: all)"
+    )
+    parser.add_argument(
+        "--samples-per-input", type=int, default=5, help="sampled comments per input (0: no sampled check)"
     )
     parser.add_argument("--num-beams", type=int, help="override eval_generation.num_beams")
     parser.add_argument("--no-repeat-ngram", type=int, help="override eval_generation.no_repeat_ngram_size")
@@ -127,19 +139,54 @@ def measure_latency(
     }
 
 
-def sampled_check(generator: CommentGenerator, keywords: Sequence[str], runs: int) -> dict[str, float]:
-    """The bot's sampled decoding: every output must pass the post-check; how varied is it?"""
-    inputs = list(keywords)[: max(1, runs)]
-    outputs = generate_all(generator, inputs, 16, sample=True)
-    repeat = generate_all(generator, inputs, 16, sample=True)
-    prompts = generator.prompts(inputs)
-    coverage, _ = keyword_coverage(inputs, outputs)
+def sampled_check(
+    generator: CommentGenerator,
+    keywords: Sequence[str],
+    references: Sequence[str],
+    draws: int,
+    unseen_keywords: Sequence[str] = (),
+) -> dict[str, float]:
+    """The bot's sampled decoding, ``draws`` comments per input: every one must pass the post-check,
+    have an emoji and name the objects (also held-out names); how varied, and how close to the
+    references, are they?"""
+    outputs = [generate_all(generator, keywords, 16, sample=True) for _ in range(draws)]
+    flat = [o for draw in outputs for o in draw]
+    flat_keywords = list(keywords) * draws
+    prompts = generator.prompts(keywords) * draws
+    metrics = {
+        "sampled_garbled": float(count_garbled(flat, flat_keywords, prompts)),
+        "sampled_emoji_share": statistics.fmean(has_emoji(o) for o in flat),
+        "sampled_keyword_coverage": keyword_coverage(flat_keywords, flat)[0],
+        "sampled_bleu4": statistics.fmean(bleu_scores(references, draw)["bleu4"] for draw in outputs),
+        "sampled_rougeL_f": statistics.fmean(
+            rouge_f_scores(references, draw)["rougeL_f"] for draw in outputs
+        ),
+        "sampled_distinct_per_input": statistics.fmean(
+            len(set(per_input)) / draws for per_input in zip(*outputs, strict=True)
+        ),
+        "sampled_draws": float(draws),
+        "sampled_count": float(len(flat)),
+    }
+    if draws > 1:
+        metrics["sampled_differs_on_rerun"] = statistics.fmean(
+            a != b for a, b in zip(outputs[0], outputs[1], strict=True)
+        )
+    if unseen_keywords:
+        unseen = [o for _ in range(draws) for o in generate_all(generator, unseen_keywords, 16, sample=True)]
+        unseen_flat_keywords = list(unseen_keywords) * draws
+        metrics["sampled_keyword_coverage_unseen"] = keyword_coverage(unseen_flat_keywords, unseen)[0]
+        unseen_prompts = generator.prompts(unseen_keywords) * draws
+        metrics["sampled_garbled_unseen"] = float(count_garbled(unseen, unseen_flat_keywords, unseen_prompts))
+    return metrics
+
+
+def spread_of(references: Sequence[str], predictions: Sequence[str], seed: int) -> dict[str, float]:
+    """Bootstrap 95% intervals of BLEU-4 and ROUGE-L F over the evaluated pairs (``training.spread``)."""
+    found = intervals(Scored.of(references, predictions), resample_weights(len(references), 1000, seed))
     return {
-        "sampled_garbled": float(count_garbled(outputs, inputs, prompts)),
-        "sampled_emoji_share": statistics.fmean(has_emoji(o) for o in outputs),
-        "sampled_keyword_coverage": coverage,
-        "sampled_differs_on_rerun": statistics.fmean(a != b for a, b in zip(outputs, repeat, strict=True)),
-        "sampled_count": float(len(inputs)),
+        f"{name}_ci95_{end}": getattr(interval, end)
+        for name, interval in found.items()
+        for end in ("low", "high")
     }
 
 
@@ -162,10 +209,19 @@ def format_table(name: str, metrics: dict[str, float]) -> str:
         ("latency p50 ms/comment, batch 16", "latency_p50_ms_batch16"),
         ("sampled (bot): latency p50 ms/comment, batch 1", "latency_p50_ms_batch1_sampled"),
         ("sampled (bot): latency p50 ms/comment, batch 16", "latency_p50_ms_batch16_sampled"),
+        ("sampled: BLEU-4 (mean over draws)", "sampled_bleu4"),
+        ("sampled: ROUGE-L F (mean over draws)", "sampled_rougeL_f"),
         ("sampled: garbled", "sampled_garbled"),
+        ("sampled: garbled, held-out object names", "sampled_garbled_unseen"),
         ("sampled: emoji share", "sampled_emoji_share"),
         ("sampled: all object keywords", "sampled_keyword_coverage"),
+        ("sampled: … held-out (unseen) object names", "sampled_keyword_coverage_unseen"),
+        ("sampled: distinct comments per input (share of draws)", "sampled_distinct_per_input"),
         ("sampled: differs on rerun", "sampled_differs_on_rerun"),
+        ("bootstrap 95% interval, BLEU-4 (low)", "bleu4_ci95_low"),
+        ("bootstrap 95% interval, BLEU-4 (high)", "bleu4_ci95_high"),
+        ("bootstrap 95% interval, ROUGE-L F (low)", "rougeL_f_ci95_low"),
+        ("bootstrap 95% interval, ROUGE-L F (high)", "rougeL_f_ci95_high"),
     ]
     lines += ["", "| check | value |", "|---|---|"]
     lines += [f"| {label} | {metrics[key]:.4g} |" for label, key in extra if key in metrics]
@@ -187,6 +243,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     logger.info("%d comments in %.1f s", len(predictions), time.perf_counter() - started)
     prompts = generator.prompts(keywords)  # as the model saw them (slot tokens included)
     metrics: dict[str, Any] = score_predictions(keywords, references, predictions, prompts)
+    metrics.update(spread_of(references, predictions, args.seed))
 
     for flag, suffix in ((True, "seen_sets"), (False, "novel_sets")):
         subset = [(k, p) for r, k, p in zip(rows, keywords, predictions, strict=True) if r["seen"] is flag]
@@ -211,8 +268,18 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
     metrics.update(measure_latency(generator, keywords, args.latency_runs))
     metrics.update(measure_latency(generator, keywords, args.latency_runs, sample=True))
-    if args.sampled_runs > 0:
-        metrics.update(sampled_check(generator, keywords, args.sampled_runs))
+    if args.samples_per_input > 0:
+        limit = args.sampled_runs or len(keywords)
+        unseen_keywords = [p.keywords for p in unseen_rows]
+        metrics.update(
+            sampled_check(
+                generator,
+                keywords[:limit],
+                references[:limit],
+                args.samples_per_input,
+                unseen_keywords[:limit],
+            )
+        )
     metrics["eval_generation"] = config.model_dump()
     metrics["threads"] = torch.get_num_threads()
     metrics["data"] = str(args.data)

@@ -4,7 +4,7 @@ The comment data always starts from an emotion, so the question is whether the g
 only object keywords (or nothing), still read a mood into the photo. For the object keyword sets of
 the VOC val photos (the labelled objects covering ≥ 2% of the photo, largest first, at most three;
 ``person`` never counts) and the empty set, this samples ``--samples`` comments per prompt from each
-generator — as the bot does — and from ``inference.templates.honest_comment``, and reports:
+generator — as the bot does — and from ``inference.text.templates.honest_comment``, and reports:
 
 - ``mood_claim_share``: comments that mention an expression or a sad / angry / scared mood;
 - ``objects_named_share``: comments that name every object keyword;
@@ -26,12 +26,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from inference.keywords import format_keywords
-from inference.labels import object_keyword
+from inference.models.runtime import set_torch_threads
 from inference.results import box_area
-from inference.runtime import set_torch_threads
 from inference.settings import DEFAULT_WEIGHTS_DIR, REPO_ROOT
-from inference.templates import claims_mood, honest_comment
+from inference.text.keywords import format_keywords
+from inference.text.labels import object_keyword
+from inference.text.templates import claims_mood, honest_comment
 from training.everyday_eval import OBJECT_MIN_SHARE, load_photos
 
 logger = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def judge(
     prompts: Sequence[list[str]], write: Callable[[list[list[str]]], list[str]], samples: int
 ) -> dict[str, Any]:
     """Sample ``samples`` comments per prompt with ``write`` and score them."""
-    from inference.generators import comment_problem
+    from inference.models.generators import comment_problem
 
     total = mood = named = garbled = distinct = 0
     examples: list[dict[str, Any]] = []
@@ -105,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     set_torch_threads(args.threads)
-    from inference.generators import GeneratorSet
+    from inference.models.generators import GeneratorSet
 
     prompts = keyword_sets(args.everyday, args.objects, args.prompts)
     generators = GeneratorSet.from_dir(args.generators, "cpu", "t5")

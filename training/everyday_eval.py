@@ -1,7 +1,7 @@
 """Everyday photos through the bot's own pipeline: faces vs the teacher, objects vs VOC, honest comments.
 
 Used by ``training.evaluate_detector --everyday data/everyday`` (the set ``training.label_everyday``
-builds). Every VOC val photo goes through ``inference.pipeline.Pipeline`` exactly as the bot runs it
+builds). Every VOC val photo goes through ``inference.models.pipeline.Pipeline`` exactly as the bot runs it
 (decode → detector + classifier → keywords → comment, sampled), once at low thresholds; the face and
 object thresholds are then swept offline over those detections (filtering by confidence after the
 pipeline's per-face de-duplication gives the same boxes as running at that threshold), and the
@@ -20,7 +20,7 @@ Definitions (all in ``everyday.json``):
   (``person`` never counts). Precision: a predicted keyword is right when its class is labelled in
   the photo at all; recall: over the labelled objects that cover ≥ 2% of the photo.
 - *no-face photos*: no teacher face of p ≥ 0.9 and no VOC ``person``: the share with an emotion
-  keyword, and the share whose comment claims an expression or mood (``inference.templates``).
+  keyword, and the share whose comment claims an expression or mood (``inference.text.templates``).
 """
 
 from __future__ import annotations
@@ -37,11 +37,11 @@ from typing import Any
 import yaml
 from PIL import Image, ImageDraw
 
-from inference.keywords import has_emotion
-from inference.labels import object_keyword
 from inference.results import Box, CommentResult, box_area
 from inference.results import box_iou as iou
-from inference.templates import claims_mood
+from inference.text.keywords import has_emotion
+from inference.text.labels import object_keyword
+from inference.text.templates import claims_mood
 
 logger = logging.getLogger(__name__)
 

@@ -39,9 +39,9 @@ from typing import Any
 import yaml
 from PIL import Image
 
-from inference.labels import EMOTION_CLASSES
-from inference.runtime import set_torch_threads
+from inference.models.runtime import set_torch_threads
 from inference.settings import REPO_ROOT
+from inference.text.labels import EMOTION_CLASSES
 from training.convert_aihub import to_yolo
 
 logger = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ class Teacher:
     def __init__(self, classifier: Path) -> None:
         from facenet_pytorch import MTCNN  # the `train` extra's teacher, never a runtime dependency
 
-        from inference.face_classifier import FaceEmotionClassifier
+        from inference.models.face_classifier import FaceEmotionClassifier
 
         self.mtcnn = MTCNN(keep_all=True, device="cpu", min_face_size=TEACHER_MIN_FACE, post_process=False)
         self.classifier = FaceEmotionClassifier.load(classifier)

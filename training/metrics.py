@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import logging
-import unicodedata
 import warnings
 from collections.abc import Sequence
 from statistics import fmean
@@ -21,7 +20,8 @@ from nltk.translate.bleu_score import corpus_bleu
 from nltk.translate.meteor_score import meteor_score
 from rouge import Rouge
 
-from inference.generators import comment_problem
+from inference.models.generators import comment_problem
+from inference.text.choice import has_emoji
 from training.data import object_keywords, split_keywords
 
 logger = logging.getLogger(__name__)
@@ -73,22 +73,34 @@ def meteor(references: Sequence[str], predictions: Sequence[str]) -> float:
 
 def rouge_f_scores(references: Sequence[str], predictions: Sequence[str]) -> dict[str, float]:
     """ROUGE-1/2/L F averaged over pairs; an empty prediction scores 0 (the package would raise)."""
+    per_pair = rouge_per_pair(references, predictions)
+    count = max(1, len(per_pair))
+    return {
+        name: sum(pair[name] for pair in per_pair) / count for name in ("rouge1_f", "rouge2_f", "rougeL_f")
+    }
+
+
+def rouge_l_per_pair(references: Sequence[str], predictions: Sequence[str]) -> list[float]:
+    return [pair["rougeL_f"] for pair in rouge_per_pair(references, predictions)]
+
+
+def rouge_per_pair(references: Sequence[str], predictions: Sequence[str]) -> list[dict[str, float]]:
+    """ROUGE-1/2/L F of each pair."""
     rouge = Rouge()
-    totals = {"rouge1_f": 0.0, "rouge2_f": 0.0, "rougeL_f": 0.0}
+    out = []
     for ref, pred in zip(references, predictions, strict=True):
         if not pred.strip() or not ref.strip():
+            out.append({"rouge1_f": 0.0, "rouge2_f": 0.0, "rougeL_f": 0.0})
             continue
         scores = rouge.get_scores([ref], [pred])[0]  # references first, as the research did
-        totals["rouge1_f"] += scores["rouge-1"]["f"]
-        totals["rouge2_f"] += scores["rouge-2"]["f"]
-        totals["rougeL_f"] += scores["rouge-l"]["f"]
-    count = max(1, len(predictions))
-    return {name: total / count for name, total in totals.items()}
-
-
-def has_emoji(text: str) -> bool:
-    """A Unicode "Symbol, other" character: every emoji (😊, ❤, 🌳) and pictographs like ✨."""
-    return any(unicodedata.category(char) == "So" for char in text)
+        out.append(
+            {
+                "rouge1_f": scores["rouge-1"]["f"],
+                "rouge2_f": scores["rouge-2"]["f"],
+                "rougeL_f": scores["rouge-l"]["f"],
+            }
+        )
+    return out
 
 
 def has_hangul(text: str) -> bool:

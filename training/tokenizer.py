@@ -77,7 +77,7 @@ def suppress_fragments_in_folder(folder: Path) -> int:
     """Add ``suppress_tokens`` (the fragment ids) to both generation settings of a generator folder."""
     from transformers import AutoTokenizer
 
-    from inference.registry import META_FILENAME, GeneratorMeta
+    from inference.models.registry import META_FILENAME, GeneratorMeta
 
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     ids = fragment_token_ids(tokenizer)

@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from inference.runtime import prepare_offline_ultralytics, set_torch_threads
+from inference.models.runtime import prepare_offline_ultralytics, set_torch_threads
 from inference.settings import REPO_ROOT
 
 logger = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Train the second-stage face-crop emotion classifier (``inference/face_classifier.py``).
+"""Train the second-stage face-crop emotion classifier (``inference/models/face_classifier.py``).
 
 Example::
 
@@ -28,8 +28,14 @@ import torch
 import torch.nn.functional as F  # noqa: N812 - the usual torch spelling
 from PIL import Image, ImageOps
 
-from inference.face_classifier import ClassifierConfig, EmotionCNN, crop_face, save_checkpoint, to_tensor
-from inference.runtime import set_torch_threads
+from inference.models.face_classifier import (
+    ClassifierConfig,
+    EmotionCNN,
+    crop_face,
+    save_checkpoint,
+    to_tensor,
+)
+from inference.models.runtime import set_torch_threads
 from inference.settings import REPO_ROOT
 
 logger = logging.getLogger(__name__)

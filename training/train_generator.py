@@ -41,10 +41,10 @@ from transformers import (
     get_linear_schedule_with_warmup,
 )
 
-from inference.josa import mentions_word
-from inference.registry import META_FILENAME, GenerationConfig, GeneratorMeta
-from inference.runtime import resolve_device
-from inference.slots import SLOT_TOKENS, empty_slots, slot_keywords
+from inference.models.registry import META_FILENAME, GenerationConfig, GeneratorMeta
+from inference.models.runtime import resolve_device
+from inference.text.josa import mentions_word
+from inference.text.slots import SLOT_TOKENS, empty_slots, slot_keywords
 from training.augment import augment_pairs
 from training.data import (
     DEFAULT_DATA,
@@ -122,7 +122,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--object-slots",
         action="store_true",
-        help="the model writes <obj1>… where object names go; the bot fills them in (inference.slots)",
+        help="the model writes <obj1>… where object names go; the bot fills them in (inference.text.slots)",
     )
     # optimisation
     parser.add_argument(

@@ -1,6 +1,8 @@
-"""Serving across machines: the Redis Streams transport, its worker loop, metrics and health.
+"""Serving: how photos travel from the bot to the models and back.
 
-New code only for now; the local transport, the client, the worker and the benchmark join this
-package once the queue work of issue 12 has landed (see README, "Deploying on several machines").
-Torch-free except where a module says otherwise.
+``client`` (admission, fairness, deadlines; ``scheduler``) talks to a ``jobs.Transport``:
+``local_transport`` (one supervised ``local_worker`` process, the default) or ``redis_transport``
+(``redis_worker`` processes on any machine, one shared Redis Streams queue). ``batches`` is what both
+workers share; ``metrics`` the Prometheus ``/metrics`` and ``/healthz``; ``benchmark`` measures it all.
+Torch-free: the pipeline (``inference.models``) is imported only inside a worker.
 """

@@ -29,7 +29,7 @@ HealthCheck = Callable[[], tuple[bool, dict[str, Any]]]
 
 
 class QueueStatsSource(Protocol):
-    """What the bot's collector reads (``inference.client.InferenceClient``)."""
+    """What the bot's collector reads (``inference.serving.client.InferenceClient``)."""
 
     def stats(self) -> Any: ...
     def workers(self) -> list[WorkerStatus]: ...

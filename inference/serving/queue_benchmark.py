@@ -32,15 +32,16 @@ import psutil
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
-from inference.client import InferenceClient
 from inference.errors import CommentBotError, QueueUnavailableError, WorkerStartError
 from inference.results import CommentResult
+from inference.serving.client import InferenceClient
+from inference.serving.local_transport import LocalProcessTransport
+from inference.serving.phases import run_phase
 from inference.serving.queue_args import worker_counts
 from inference.serving.records import ReplyAddress
 from inference.serving.redis_transport import RedisStreamsTransport, connect
 from inference.serving.wire import WORKER_GROUP, QueueKeys
 from inference.settings import REPO_ROOT, Settings
-from inference.transport import LocalProcessTransport
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,6 @@ WORKER_START_S = 600.0
 async def run_queue_benchmark(
     args: argparse.Namespace, settings: Settings, photos: Sequence[Any]
 ) -> dict[str, Any]:
-    from inference.benchmark import run_phase  # the same phases as the local benchmark
 
     load_before = psutil.getloadavg()[0]
     await _check_reachable(args.queue)

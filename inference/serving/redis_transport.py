@@ -41,8 +41,8 @@ from inference.errors import (
     WorkerStartError,
 )
 from inference.results import CommentResult
+from inference.serving.jobs import Job, JobOutcome, LateResultHandler, TransportCounters, WorkerInfo
 from inference.serving.records import ReplyAddress, WorkerStatus
-from inference.serving.select import LateResultHandler
 from inference.serving.wire import (
     BOT_GROUP,
     WORKER_GROUP,
@@ -53,7 +53,6 @@ from inference.serving.wire import (
     parse_outcome,
 )
 from inference.settings import Settings
-from inference.transport import Job, JobOutcome, TransportCounters, WorkerInfo
 
 logger = logging.getLogger(__name__)
 

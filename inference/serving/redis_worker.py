@@ -39,6 +39,8 @@ import redis.asyncio as redis
 from redis.exceptions import RedisError, ResponseError
 
 from inference.errors import JobDeadLetteredError, JobTimeoutError
+from inference.serving.batches import BatchPipeline, device_name, load_pipeline, request_type, run_jobs
+from inference.serving.jobs import DEFAULT_PIPELINE_FACTORY, JobOutcome
 from inference.serving.metrics import WorkerMetrics, start_ops_server
 from inference.serving.records import WorkerStatus
 from inference.serving.redis_transport import connect, ensure_group
@@ -52,8 +54,6 @@ from inference.serving.wire import (
     parse_job,
 )
 from inference.settings import Settings, SettingsError, load_settings
-from inference.transport import DEFAULT_PIPELINE_FACTORY, JobOutcome
-from inference.worker import BatchPipeline, _device_name, _request_type, load_pipeline, run_jobs
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class RedisWorker:
     ) -> None:
         self._settings = settings
         self._pipeline = pipeline
-        self._request_type = _request_type(pipeline)
+        self._request_type = request_type(pipeline)
         self._client = client
         self._keys = QueueKeys(settings.queue_name)
         self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
@@ -389,7 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 async def _serve_forever(settings: Settings, pipeline: BatchPipeline, args: argparse.Namespace) -> int:
     assert settings.queue_url is not None
     client = connect(settings.queue_url)
-    worker = RedisWorker(settings, pipeline, client, name=args.name, device=_device_name(pipeline, settings))
+    worker = RedisWorker(settings, pipeline, client, name=args.name, device=device_name(pipeline, settings))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

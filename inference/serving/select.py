@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
-from inference.errors import CommentBotError
-from inference.results import CommentResult
-from inference.serving.records import ReplyAddress
+from inference.serving.jobs import Transport
+from inference.serving.local_transport import LocalProcessTransport
 from inference.settings import Settings
-from inference.transport import LocalProcessTransport, Transport
-
-LateResultHandler = Callable[[ReplyAddress, CommentResult | CommentBotError], Awaitable[None]]
 
 
 def make_transport(settings: Settings) -> Transport:

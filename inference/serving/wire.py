@@ -23,8 +23,8 @@ from typing import Any
 
 from inference.errors import CommentBotError, error_from_wire
 from inference.results import CommentResult, DetectedObject, Face
+from inference.serving.jobs import Job, JobOutcome
 from inference.serving.records import ReplyAddress, WorkerStatus
-from inference.transport import Job, JobOutcome
 
 WORKER_GROUP = "workers"
 BOT_GROUP = "bot"

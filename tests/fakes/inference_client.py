@@ -2,7 +2,7 @@
 
 It really decodes the image with Pillow (so corrupt files fail the same way) and enforces the same
 size, queue and per-chat limits, but writes the comment from the keywords instead of running
-models. End-to-end tests use the real ``inference.client.InferenceClient`` with tiny weights.
+models. End-to-end tests use the real ``inference.serving.client.InferenceClient`` with tiny weights.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from inference.errors import (
     UnknownGeneratorError,
 )
 from inference.results import CommentResult, Face
+from inference.serving.jobs import Job, JobOutcome, TransportCounters, WorkerInfo
 from inference.serving.records import ReplyAddress, WorkerStatus
-from inference.transport import Job, JobOutcome, TransportCounters, WorkerInfo
 
 
 @dataclass
@@ -61,6 +61,7 @@ class FakeInferenceClient:
         self.delay_s = delay_s
         self.fail_with: BaseException | None = None  # raised by the next comment() calls
         self.regenerated = 0  # keywords-only (🔄) calls
+        self.regenerate_texts: list[str] = []  # scripted 🔄 comments, used up first
         self.calls: list[tuple[str, str | None]] = []  # (chat_key, generator)
         self.reply_addresses: list[ReplyAddress | None] = []
         self._stats = FakeQueueStats()
@@ -114,7 +115,10 @@ class FakeInferenceClient:
             raise UnknownGeneratorError(name, self.generator_names())
         if keywords is not None:
             self.regenerated += 1
-            return self._result([*keywords], name, (0, 0), f"다시 봐도 {self.regenerated}번째로 좋아요 🔄✨")
+            text = self.regenerate_texts.pop(0) if self.regenerate_texts else ""
+            return self._result(
+                [*keywords], name, (0, 0), text or f"다시 봐도 {self.regenerated}번째로 좋아요 🔄✨"
+            )
         self._stats.in_flight += 1
         self._per_chat[chat_key] += 1
         try:

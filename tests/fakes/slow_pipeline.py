@@ -103,6 +103,6 @@ class _SlowedPipeline:
 
 
 def real_twice_as_slow(settings: Settings) -> _SlowedPipeline:
-    from inference.pipeline import Pipeline
+    from inference.models.pipeline import Pipeline
 
     return _SlowedPipeline(Pipeline.from_settings(settings), 2.0)

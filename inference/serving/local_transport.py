@@ -1,9 +1,6 @@
-"""How jobs travel between the bot-side client and the model worker.
-
-``Transport`` is the seam: the client only calls ``start`` / ``submit`` / ``close`` / ``counters``,
-so a later transport can put workers on other machines behind a shared queue. The one shipped here,
-``LocalProcessTransport``, runs and supervises a single worker process (multiprocessing, *spawn*
-context so the child starts clean: no inherited CUDA state or event loop):
+"""The default transport: ``LocalProcessTransport`` runs and supervises one worker process
+(``local_worker.worker_main``; multiprocessing, *spawn* context so the child starts clean: no
+inherited CUDA state or event loop):
 
 * jobs go to the worker over a ``multiprocessing.Queue`` (its feeder thread pickles the image bytes,
   so ``submit`` never blocks the event loop);
@@ -26,7 +23,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
-from typing import Any, Protocol
+from typing import Any
 
 from inference.errors import (
     CommentBotError,
@@ -34,81 +31,15 @@ from inference.errors import (
     WorkerCrashedError,
     WorkerStartError,
 )
-from inference.results import CommentResult
-from inference.serving.records import ReplyAddress
+from inference.serving.jobs import Job, JobOutcome, TransportCounters, WorkerInfo, WorkerMessage
+from inference.serving.local_worker import worker_main  # torch-free; the pipeline is imported in the child
 from inference.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_PIPELINE_FACTORY = "inference.pipeline:Pipeline.from_settings"
 MAX_RESTART_DELAY_S = 30.0
 
 
-# --- messages ----------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Job:
-    job_id: int
-    image: bytes
-    generator: str | None
-    sample: bool
-    # Wall-clock (time.time) on purpose: the deadline crosses process and, later, machine boundaries.
-    deadline: float
-    keywords: tuple[str, ...] | None = None  # set: a new comment for these keywords, no image (🔄)
-    chat_key: str = ""  # per-chat limits of a shared queue
-    reply_to: ReplyAddress | None = None  # lets a restarted bot still answer the photo (shared queue)
-
-
-@dataclass(frozen=True, slots=True)
-class JobOutcome:
-    job_id: int
-    result: CommentResult | None = None
-    error: CommentBotError | None = None
-    batch_size: int = 0  # size of the batch the job ran in; 0 when it never ran (expired)
-    worker_ms: float = 0.0  # time inside the pipeline for the whole batch
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerInfo:
-    pid: int
-    device: str
-    generator_names: list[str]
-    load_s: float  # model loading + warm-up
-    # warm-up time per photo: the first estimate of the service time, until real batches are measured
-    warmup_ms_per_photo: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class TransportCounters:
-    waiting: int  # submitted, not yet picked up by a worker
-    running: int  # in a batch the worker is running now
-    restarts: int
-    batch_size_counts: dict[int, int]
-
-
-# Worker → client messages are small tuples: ("ready", WorkerInfo) | ("fatal", str) |
-# ("started", list[int]) | ("done", list[JobOutcome]).
-WorkerMessage = tuple[str, Any]
-
-
-class Transport(Protocol):
-    async def start(self) -> WorkerInfo:
-        """Start the worker(s); return when one is warmed up and ready (``WorkerStartError`` if not)."""
-        ...
-
-    async def submit(self, job: Job) -> JobOutcome:
-        """Run one job; cancelling the await forgets the job. Raises ``WorkerCrashedError`` or
-        ``ShuttingDownError``; per-job problems come back in ``JobOutcome.error``."""
-        ...
-
-    async def close(self, timeout_s: float) -> None:
-        """Let queued jobs finish for up to ``timeout_s``, then stop the worker(s) by force;
-        jobs still pending fail with ``ShuttingDownError``. Never hangs."""
-        ...
-
-    def counters(self) -> TransportCounters: ...
-
-
-# --- local worker process ----------------------------------------------------------------------
 @dataclass(eq=False)
 class _Pending:
     future: asyncio.Future[JobOutcome]
@@ -224,8 +155,6 @@ class LocalProcessTransport:
     def _new_handle(self) -> _WorkerHandle:
         """A handle with fresh queues, current at once, so jobs submitted while the process is still
         starting queue up for it instead of landing on a dead worker's queue."""
-        from inference.worker import worker_main  # torch-free module; the pipeline is imported there
-
         assert self._loop is not None
         self._incarnations += 1
         results_in, results_out = self._context.Pipe(duplex=False)

@@ -19,9 +19,9 @@ import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from inference.josa import replace_token, replace_word
-from inference.keywords import format_keywords
-from inference.labels import EMOTION_KEYWORDS
+from inference.text.josa import replace_token, replace_word
+from inference.text.keywords import format_keywords
+from inference.text.labels import EMOTION_KEYWORDS
 
 MAX_SLOTS = 8
 SLOT_TOKENS: tuple[str, ...] = tuple(f"<obj{i}>" for i in range(1, MAX_SLOTS + 1))

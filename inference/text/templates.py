@@ -7,7 +7,7 @@ uses these templates (``training.evaluate_honesty`` measures both ways): they ta
 in the photo or the photo itself and never claim an expression or a mood.
 
 Every template is plain text with ``{0}``, ``{1}`` … for object names; :func:`fill` attaches the
-right particle (``{0:이}`` → 차가 / 버스가 …) through ``inference.josa``.
+right particle (``{0:이}`` → 차가 / 버스가 …) through ``inference.text.josa``.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import random
 import re
 from collections.abc import Sequence
 
-from inference.josa import attach_particle
-from inference.labels import ANGER, EMOTION_KEYWORDS, FEAR, JOY, SADNESS
+from inference.text.josa import attach_particle
+from inference.text.labels import ANGER, EMOTION_KEYWORDS, FEAR, JOY, SADNESS
 
 # A template's object reference: {0} or {0:이} (index, optional particle to attach).
 _FIELD = re.compile(r"\{(\d)(?::([^}]+))?\}")

@@ -3,14 +3,14 @@
 Both detectors take a batch of ``DecodedImage`` and return typed results with boxes in the
 original upload's pixels. The emotion detector reads ``metadata.json`` beside its weights for
 ``imgsz``/``conf`` (settings override them) and, when it names a ``classifier``, relabels each
-face box with the second-stage ``inference.face_classifier.FaceEmotionClassifier``.
+face box with the second-stage ``inference.models.face_classifier.FaceEmotionClassifier``.
 
 The shipped everyday detector is one joint model: its emotion classes are faces and every other
 class is an object, so a single pass gives both (``EmotionDetector.detect_all``); faces and objects
 keep their own confidence thresholds (``conf`` and ``object_conf`` in the metadata). A separate
 ``ObjectDetector`` (``OBJECT_WEIGHTS``, e.g. an OIV7 model) replaces the joint model's objects.
 
-Call ``inference.runtime.prepare_offline_ultralytics()`` before importing this module.
+Call ``inference.models.runtime.prepare_offline_ultralytics()`` before importing this module.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from ultralytics import YOLO
 from ultralytics.utils import patches as ultralytics_patches
 
 from inference.images import DecodedImage
-from inference.labels import emotion_keyword, is_known_emotion, object_keyword
 from inference.results import Box, DetectedObject, Face, box_area, box_intersection, box_iou
 from inference.settings import Settings
+from inference.text.labels import emotion_keyword, is_known_emotion, object_keyword
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class RawBox:
 
 
 class FaceClassifier(Protocol):
-    """What the optional second stage (``inference.face_classifier``) provides."""
+    """What the optional second stage (``inference.models.face_classifier``) provides."""
 
     def classify(self, crops: list[Image.Image]) -> list[tuple[str, float]]: ...
 
@@ -303,7 +303,7 @@ def _load_classifier(weights: str, filename: object, device: str) -> FaceClassif
     if not filename:
         return None
     # Imported by name, and only here: the second stage is optional and ships with its weights.
-    module = importlib.import_module("inference.face_classifier")
+    module = importlib.import_module("inference.models.face_classifier")
     path = Path(weights).parent / str(filename)
     logger.info("loading second-stage face classifier %s", path)
     classifier: FaceClassifier = module.FaceEmotionClassifier.load(path, device)

@@ -1,6 +1,6 @@
 """Comment generators: Korean keywords → one warm Korean comment, batched per generator.
 
-Every folder ``weights/generators/<name>/`` with a ``generator.json`` (see ``inference.registry``)
+Every folder ``weights/generators/<name>/`` with a ``generator.json`` (see ``inference.models.registry``)
 is a generator; ``seq2seq`` folders load as ``Seq2SeqGenerator`` (T5, BART …) and ``causal`` ones
 as ``CausalGenerator`` (GPT-2 …). Outputs are post-checked; an item that fails is retried once
 with sampling and then replaced by a template comment built from its keywords, so the user
@@ -33,9 +33,10 @@ from transformers import (
 from transformers.utils import logging as transformers_logging
 
 from inference.errors import UnknownGeneratorError
-from inference.keywords import format_keywords, parse_keywords
-from inference.registry import GenerationConfig, GeneratorEntry, GeneratorMeta, discover_generators
-from inference.slots import (
+from inference.models.registry import GenerationConfig, GeneratorEntry, GeneratorMeta, discover_generators
+from inference.text.choice import choose
+from inference.text.keywords import format_keywords, parse_keywords
+from inference.text.slots import (
     SLOT_TOKENS,
     SlottedKeywords,
     fill_slots,
@@ -43,7 +44,7 @@ from inference.slots import (
     missing_slots,
     slot_keywords,
 )
-from inference.templates import template_comment
+from inference.text.templates import template_comment
 
 logger = logging.getLogger(__name__)
 transformers_logging.disable_progress_bar()  # "Loading weights" bars would flood the worker's log
@@ -116,7 +117,8 @@ class CommentGenerator(ABC):
             )
             kwargs["logits_processor"] = LogitsProcessorList([coverage])
         candidates = self._generate(prompts, kwargs)
-        return [self._pick(options, s) for options, s in zip(candidates, slotted, strict=True)]
+        pick = (self.meta.generation if sample else self.meta.eval_generation).pick
+        return [self._pick(options, s, pick) for options, s in zip(candidates, slotted, strict=True)]
 
     @abstractmethod
     def _generate(self, prompts: Sequence[str], kwargs: dict[str, Any]) -> list[list[str]]:
@@ -136,21 +138,25 @@ class CommentGenerator(ABC):
         return ids if isinstance(ids, list) else [ids]
 
     def candidates_per_prompt(self, sample: bool) -> int:
-        """Beam search returns every beam for a slot model, so a beam naming all objects can win."""
+        """Sampling draws ``candidates`` comments; beam search returns every beam for a slot model (so
+        a beam naming all objects can win) or for a consensus pick, else only the best one."""
         config = self.meta.generation if sample else self.meta.eval_generation
-        return config.num_beams if self.meta.object_slots and not config.do_sample else 1
+        if config.do_sample:
+            return config.candidates
+        return config.num_beams if self.meta.object_slots or config.pick == "consensus" else 1
 
     @staticmethod
-    def _pick(options: Sequence[str], slotted: SlottedKeywords) -> str:
-        """The best-ranked candidate that writes every slot (else the best one), slots filled."""
-        complete = [text for text in options if not missing_slots(text, slotted.names)]
-        best = complete[0] if complete else options[0]
-        return fill_slots(best, slotted.names) if slotted.names else best
+    def _pick(options: Sequence[str], slotted: SlottedKeywords, pick: str = "first") -> str:
+        """Among the candidates that write every slot (else all), slots filled, the one
+        ``inference.text.choice`` chooses (an emoji first; best-ranked or consensus)."""
+        complete = [text for text in options if not missing_slots(text, slotted.names)] or list(options)
+        filled = [fill_slots(text, slotted.names) for text in complete] if slotted.names else complete
+        return choose(filled, pick)
 
     def generate_kwargs(self, sample: bool) -> dict[str, Any]:
         """``model.generate`` arguments from the metadata (sampled or deterministic settings)."""
         config: GenerationConfig = self.meta.generation if sample else self.meta.eval_generation
-        kwargs = config.model_dump()
+        kwargs = config.generate_arguments()
         if not kwargs.get("do_sample"):
             for key in _SAMPLING_ONLY:  # transformers warns about sampling settings in greedy/beam mode
                 kwargs.pop(key, None)

@@ -21,15 +21,15 @@ from PIL import Image
 
 from inference.errors import CommentBotError, InferenceFailedError, JobTimeoutError
 from inference.images import DecodedImage, decode_image
-from inference.keywords import build_keywords, has_emotion
+from inference.models.runtime import prepare_offline_ultralytics, resolve_device, set_torch_threads
 from inference.results import CommentResult, DetectedObject, Face
-from inference.runtime import prepare_offline_ultralytics, resolve_device, set_torch_threads
 from inference.settings import Settings
-from inference.templates import honest_comment
+from inference.text.keywords import build_keywords, has_emotion
+from inference.text.templates import honest_comment
 
 if TYPE_CHECKING:
-    from inference.detect import EmotionDetector, ObjectDetector
-    from inference.generators import GeneratorSet
+    from inference.models.detect import EmotionDetector, ObjectDetector
+    from inference.models.generators import GeneratorSet
 
 logger = logging.getLogger(__name__)
 
@@ -80,9 +80,9 @@ class Pipeline:
     @classmethod
     def from_settings(cls, settings: Settings) -> Pipeline:
         """Load the detector(s) and every generator on the configured device."""
-        prepare_offline_ultralytics()  # before the first ultralytics import (in inference.detect)
-        from inference.detect import EmotionDetector, ObjectDetector
-        from inference.generators import GeneratorSet
+        prepare_offline_ultralytics()  # before the first ultralytics import (in inference.models.detect)
+        from inference.models.detect import EmotionDetector, ObjectDetector
+        from inference.models.generators import GeneratorSet
 
         set_torch_threads(settings.resolved_threads())  # after ultralytics clamped it to 1
         device = resolve_device(settings.device)

@@ -4,15 +4,15 @@ Emotions come first (the comment data always starts with the emotion), strongest
 then objects by confidence; duplicates and generic labels are dropped and the list is capped.
 The list may be empty: an emotion keyword is only ever written for a face that was seen, and a
 photo with neither face emotion nor object gets an honest comment about the photo itself
-(``inference.templates``), never an invented mood.
+(``inference.text.templates``), never an invented mood.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from inference.labels import EMOTION_KEYWORDS, EXCLUDED_OBJECT_KEYWORDS
 from inference.results import DetectedObject, Face
+from inference.text.labels import EMOTION_KEYWORDS, EXCLUDED_OBJECT_KEYWORDS
 
 KEYWORD_SEPARATOR = ", "
 

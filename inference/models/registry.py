@@ -21,9 +21,16 @@ META_FILENAME = "generator.json"
 
 
 class GenerationConfig(BaseModel):
-    """Arguments for ``model.generate``; ``max_new_tokens`` is the fixed token budget."""
+    """Arguments for ``model.generate``; ``max_new_tokens`` is the fixed token budget. ``candidates``
+    and ``pick`` are ours, not ``generate``'s (see ``generate_arguments``)."""
 
     model_config = ConfigDict(extra="allow")
+
+    # How one comment is chosen from several: "first" = the model's best-ranked candidate,
+    # "consensus" = the one most like the others (inference.text.choice). Beam search offers all
+    # its beams; sampling draws ``candidates`` comments per prompt.
+    pick: Literal["first", "consensus"] = "first"
+    candidates: int = Field(default=1, ge=1, le=16)
 
     max_new_tokens: int = Field(default=64, ge=4, le=256)
     do_sample: bool = True
@@ -33,6 +40,10 @@ class GenerationConfig(BaseModel):
     num_beams: int = Field(default=1, ge=1, le=16)
     repetition_penalty: float = Field(default=1.0, ge=1.0, le=3.0)
     no_repeat_ngram_size: int = Field(default=0, ge=0)
+
+    def generate_arguments(self) -> dict[str, Any]:
+        """The settings ``model.generate`` understands (without our own ``pick``/``candidates``)."""
+        return self.model_dump(exclude={"pick", "candidates"})
 
 
 class GeneratorMeta(BaseModel):
@@ -50,7 +61,7 @@ class GeneratorMeta(BaseModel):
         default_factory=lambda: GenerationConfig(do_sample=False, num_beams=4)
     )
     # True: object keywords get slot tokens in the prompt and the model writes the slots (see
-    # ``inference.slots``); the tokenizer must know the slot tokens.
+    # ``inference.text.slots``); the tokenizer must know the slot tokens.
     object_slots: bool = False
     # While a slot is unwritten, ending the comment costs this much log-probability (0: nothing).
     slot_end_penalty: float = Field(default=0.0, ge=0.0, le=100.0)

@@ -5,7 +5,7 @@ job only if the queue has room (``max_pending``), the chat has fewer than ``per_
 flight, and the job's expected wait (the jobs ahead of it × the measured time per photo) fits in
 ``admission_headroom`` × ``job_timeout_s`` without pushing waiting jobs past theirs; overload is answered
 at once with a typed error instead of a growing queue or a timeout. Admitted jobs wait here and go to
-the worker round-robin by chat (``inference.scheduler``), at most two batches ahead of it, so one
+the worker round-robin by chat (``inference.serving.scheduler``), at most two batches ahead of it, so one
 chat's burst never delays the others. Each job has a deadline (``job_timeout_s``); the worker skips
 jobs that are already late and drops those that expire inside a batch before generation.
 
@@ -41,13 +41,13 @@ from inference.errors import (
     QueueUnavailableError,
     ShuttingDownError,
 )
-from inference.registry import discover_generators
+from inference.models.registry import discover_generators
 from inference.results import CommentResult
-from inference.scheduler import FairQueue, ServiceTime
+from inference.serving.jobs import Job, JobOutcome, LateResultHandler, Transport, WorkerInfo
 from inference.serving.records import ReplyAddress, WorkerStatus
-from inference.serving.select import LateResultHandler, make_transport
+from inference.serving.scheduler import FairQueue, ServiceTime
+from inference.serving.select import make_transport
 from inference.settings import Settings
-from inference.transport import Job, JobOutcome, Transport, WorkerInfo
 
 logger = logging.getLogger(__name__)
 
