@@ -178,3 +178,15 @@ def test_evaluate_detector_reports_everyday_photos(
     metadata = json.loads((weights / "emotion" / "metadata.json").read_text(encoding="utf-8"))
     assert metadata["conf"] == report["conf"] and metadata["object_conf"] == report["object_conf"]
     assert metadata["everyday_metrics"]["faces"] == report["faces"]
+
+
+def test_face_threshold_is_the_lowest_without_too_many_or_giant_false_faces() -> None:
+    row = {"false_faces_per_100_photos": 2.0, "boxes_over_40pct_without_such_a_face": 0}
+    table = [
+        {**row, "conf": 0.1, "false_faces_per_100_photos": 5.0},
+        {**row, "conf": 0.15, "boxes_over_40pct_without_such_a_face": 1},  # few false faces, one giant
+        {**row, "conf": 0.2},
+        {**row, "conf": 0.3},
+    ]
+    assert ev.pick_face_conf(table) == 0.2
+    assert ev.pick_face_conf(table[:2]) == 0.15  # nothing qualifies: the strictest threshold measured

@@ -206,8 +206,14 @@ def pick_object_conf(table: Sequence[dict[str, Any]], min_precision: float = 0.8
 
 
 def pick_face_conf(table: Sequence[dict[str, Any]], max_false_per_100: float = 3.0) -> float:
-    """The lowest threshold with at most ``max_false_per_100`` false faces (most recall at it)."""
-    good = [row["conf"] for row in table if row["false_faces_per_100_photos"] <= max_false_per_100]
+    """The lowest threshold (most recall) with at most ``max_false_per_100`` false faces and no face box
+    over 40% of a photo where no face is that large (a giant box is the worst false face a user sees)."""
+    good = [
+        row["conf"]
+        for row in table
+        if row["false_faces_per_100_photos"] <= max_false_per_100
+        and row.get("boxes_over_40pct_without_such_a_face", 0) == 0
+    ]
     return float(min(good)) if good else float(max(row["conf"] for row in table))
 
 
