@@ -18,7 +18,7 @@ from tests.conftest import ultralytics_asset
 ULTRALYTICS_DATASETS = ultralytics_asset("bus.jpg").parents[1] / "cfg" / "datasets"
 SHARED_OIV7 = Path(__file__).resolve().parents[2] / "shared" / "data" / "oiv7_labels_ko.json"
 PAIRS = Path(__file__).resolve().parents[2] / "shared" / "data" / "comments" / "pairs.jsonl"
-DATA_DIR = Path(labels.__file__).parent / "data"
+DATA_DIR = Path(labels.__file__).parents[1] / "data"  # inference/data
 HANGUL_NAME = re.compile(r"^[\uac00-\ud7a30-9 ]+$")
 
 
