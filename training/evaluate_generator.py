@@ -139,6 +139,24 @@ def measure_latency(
     }
 
 
+def draw_checks(
+    generator: CommentGenerator, keywords: Sequence[str], draws: Sequence[Sequence[str]]
+) -> dict[str, float]:
+    """Over every comment of ``draws`` (one list per run over ``keywords``): objects named, garbled,
+    emoji; and, with two runs or more, how often the second run gave another comment."""
+    flat = [comment for draw in draws for comment in draw]
+    flat_keywords = list(keywords) * len(draws)
+    prompts = generator.prompts(keywords) * len(draws)
+    checks = {
+        "keyword_coverage": keyword_coverage(flat_keywords, flat)[0],
+        "garbled": float(count_garbled(flat, flat_keywords, prompts)),
+        "emoji_share": statistics.fmean(has_emoji(comment) for comment in flat),
+    }
+    if len(draws) > 1:
+        checks["differs_on_rerun"] = statistics.fmean(a != b for a, b in zip(draws[0], draws[1], strict=True))
+    return checks
+
+
 def sampled_check(
     generator: CommentGenerator,
     keywords: Sequence[str],
@@ -150,13 +168,8 @@ def sampled_check(
     have an emoji and name the objects (also held-out names); how varied, and how close to the
     references, are they?"""
     outputs = [generate_all(generator, keywords, 16, sample=True) for _ in range(draws)]
-    flat = [o for draw in outputs for o in draw]
-    flat_keywords = list(keywords) * draws
-    prompts = generator.prompts(keywords) * draws
-    metrics = {
-        "sampled_garbled": float(count_garbled(flat, flat_keywords, prompts)),
-        "sampled_emoji_share": statistics.fmean(has_emoji(o) for o in flat),
-        "sampled_keyword_coverage": keyword_coverage(flat_keywords, flat)[0],
+    metrics = {f"sampled_{name}": value for name, value in draw_checks(generator, keywords, outputs).items()}
+    metrics |= {
         "sampled_bleu4": statistics.fmean(bleu_scores(references, draw)["bleu4"] for draw in outputs),
         "sampled_rougeL_f": statistics.fmean(
             rouge_f_scores(references, draw)["rougeL_f"] for draw in outputs
@@ -165,18 +178,13 @@ def sampled_check(
             len(set(per_input)) / draws for per_input in zip(*outputs, strict=True)
         ),
         "sampled_draws": float(draws),
-        "sampled_count": float(len(flat)),
+        "sampled_count": float(draws * len(keywords)),
     }
-    if draws > 1:
-        metrics["sampled_differs_on_rerun"] = statistics.fmean(
-            a != b for a, b in zip(outputs[0], outputs[1], strict=True)
-        )
     if unseen_keywords:
-        unseen = [o for _ in range(draws) for o in generate_all(generator, unseen_keywords, 16, sample=True)]
-        unseen_flat_keywords = list(unseen_keywords) * draws
-        metrics["sampled_keyword_coverage_unseen"] = keyword_coverage(unseen_flat_keywords, unseen)[0]
-        unseen_prompts = generator.prompts(unseen_keywords) * draws
-        metrics["sampled_garbled_unseen"] = float(count_garbled(unseen, unseen_flat_keywords, unseen_prompts))
+        unseen = [generate_all(generator, unseen_keywords, 16, sample=True) for _ in range(draws)]
+        checks = draw_checks(generator, unseen_keywords, unseen)
+        metrics["sampled_keyword_coverage_unseen"] = checks["keyword_coverage"]
+        metrics["sampled_garbled_unseen"] = checks["garbled"]
     return metrics
 
 

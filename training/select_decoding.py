@@ -25,7 +25,6 @@ import argparse
 import itertools
 import json
 import logging
-import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -39,9 +38,8 @@ from inference.models.generators import CommentGenerator
 from inference.models.registry import GenerationConfig, GeneratorEntry, discover_generators, resolve_generator
 from inference.models.runtime import resolve_device
 from inference.settings import DEFAULT_WEIGHTS_DIR, REPO_ROOT
-from training.evaluate_generator import generate_all, read_rows
-from training.metrics import count_garbled, has_emoji, keyword_coverage
-from training.spread import Scored, interval_of, resample_weights, scores
+from training.evaluate_generator import draw_checks, generate_all, read_rows
+from training.spread import Scored, Scores, differences, intervals_of, resample_weights, scores
 
 logger = logging.getLogger(__name__)
 
@@ -126,41 +124,25 @@ def run_trial(
     for _ in range(args.draws if trial.sampled else 1):
         trial.predictions.append(generate_all(generator, keywords, args.batch_size, sample=trial.sampled))
     trial.metrics["seconds"] = round(time.perf_counter() - started, 1)
-    prompts = generator.prompts(keywords)
-    flat = [p for draw in trial.predictions for p in draw]
-    flat_keywords = list(keywords) * len(trial.predictions)
-    trial.metrics["keyword_coverage"] = keyword_coverage(flat_keywords, flat)[0]
-    trial.metrics["garbled"] = count_garbled(flat, flat_keywords, list(prompts) * len(trial.predictions))
-    trial.metrics["emoji_share"] = statistics.fmean(has_emoji(p) for p in flat)
-    if len(trial.predictions) > 1:
-        first, second = trial.predictions[0], trial.predictions[1]
-        trial.metrics["differs_on_rerun"] = statistics.fmean(
-            a != b for a, b in zip(first, second, strict=True)
-        )
+    trial.metrics |= draw_checks(generator, keywords, trial.predictions)
 
 
 def score_trials(trials: list[Trial], references: Sequence[str], seed: int) -> None:
     """Scores with intervals (averaged over a sampled setting's draws), and each trial's difference
     to the first ("current") one on the same resamples."""
     weights = resample_weights(len(references), RESAMPLES, seed)
-    baseline: dict[str, tuple[float, np.ndarray]] = {}
+    baseline: Scores = {}
     for trial in trials:
         found = mean_scores([Scored.of(references, draw) for draw in trial.predictions], weights)
-        for name, (value, resampled) in found.items():
-            interval = interval_of(value, resampled)
-            trial.metrics[name] = round(value, 4)
+        for name, interval in intervals_of(found).items():
+            trial.metrics[name] = round(interval.value, 4)
             trial.metrics[f"{name}_ci95"] = [round(interval.low, 4), round(interval.high, 4)]
-            if baseline:
-                base_value, base_resampled = baseline[name]
-                delta = resampled - base_resampled
-                trial.metrics.setdefault("vs_current", {})[name] = {
-                    **interval_of(value - base_value, delta).as_dict(),
-                    "share_better": round(float((delta > 0).mean()), 3),
-                }
+        if baseline:
+            trial.metrics["vs_current"] = differences(found, baseline)
         baseline = baseline or found
 
 
-def mean_scores(draws: Sequence[Scored], weights: np.ndarray) -> dict[str, tuple[float, np.ndarray]]:
+def mean_scores(draws: Sequence[Scored], weights: np.ndarray) -> Scores:
     """Each score of several draws of the same inputs: mean value, mean over draws per resample."""
     per_draw = [scores(draw, weights) for draw in draws]
     return {
@@ -215,7 +197,7 @@ def table(trials: list[Trial], winner: Trial) -> str:
             _delta(delta["rougeL_f"]) if delta else "–",
             f"{m['keyword_coverage']:.3f}",
             f"{m['emoji_share']:.3f}",
-            str(m["garbled"]),
+            f"{m['garbled']:g}",
             f"{m['differs_on_rerun']:.2f}" if "differs_on_rerun" in m else "–",
             str(m["seconds"]),
         ]

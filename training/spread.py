@@ -80,7 +80,10 @@ def resample_weights(size: int, resamples: int, seed: int) -> np.ndarray:
     return rng.multinomial(size, np.full(size, 1.0 / size), size=resamples).astype(np.float64)
 
 
-def scores(scored: Scored, weights: np.ndarray) -> dict[str, tuple[float, np.ndarray]]:
+Scores = dict[str, tuple[float, np.ndarray]]  # per score: value on the whole sample, value per resample
+
+
+def scores(scored: Scored, weights: np.ndarray) -> Scores:
     """Each score on the whole sample and on every resample."""
     return {
         "bleu4": (float(bleu4_from_sums(scored.bleu.sum(axis=0))), bleu4_from_sums(weights @ scored.bleu)),
@@ -89,17 +92,22 @@ def scores(scored: Scored, weights: np.ndarray) -> dict[str, tuple[float, np.nda
 
 
 def intervals(scored: Scored, weights: np.ndarray) -> dict[str, Interval]:
-    return {
-        name: interval_of(value, resampled) for name, (value, resampled) in scores(scored, weights).items()
-    }
+    return intervals_of(scores(scored, weights))
+
+
+def intervals_of(found: Scores) -> dict[str, Interval]:
+    return {name: interval_of(value, resampled) for name, (value, resampled) in found.items()}
 
 
 def paired_differences(new: Scored, old: Scored, weights: np.ndarray) -> dict[str, dict[str, float]]:
+    return differences(scores(new, weights), scores(old, weights))
+
+
+def differences(new: Scores, old: Scores) -> dict[str, dict[str, float]]:
     """``new − old`` on the same resamples, with the share of resamples where ``new`` is better."""
     out: dict[str, dict[str, float]] = {}
-    new_scores, old_scores = scores(new, weights), scores(old, weights)
-    for name, (new_value, new_resampled) in new_scores.items():
-        old_value, old_resampled = old_scores[name]
+    for name, (new_value, new_resampled) in new.items():
+        old_value, old_resampled = old[name]
         delta = new_resampled - old_resampled
         interval = interval_of(new_value - old_value, delta)
         out[name] = {**interval.as_dict(), "share_better": round(float((delta > 0).mean()), 3)}
