@@ -5,6 +5,7 @@ Like transformers' example tests, the CLIs run in-process with ``sys.argv`` patc
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
 import shutil
@@ -235,6 +236,78 @@ def test_tiny_fine_tune_from_local_checkpoint(
     before, after = load_file(base / "model.safetensors"), load_file(output / "model.safetensors")
     changed = [name for name in before if name in after and not torch.equal(before[name], after[name])]
     assert changed, "fine-tuning did not update any weight"
+
+
+@pytest.mark.parametrize("arch", ["t5", "gpt2"])
+def test_smoothed_loss_is_the_model_loss_without_smoothing(arch: str, tmp_path: Path) -> None:
+    """The hand-made loss (shifted by one for GPT-2) equals the model's own at a vanishing smoothing,
+    and with smoothing ε it is (1 - ε) · NLL + ε · the mean NLL over the vocabulary."""
+    texts = [t for p in fixture_pairs() for t in (p.keywords, p.comment)]
+    base = make_local_base(tmp_path / "base", arch, texts)
+    args = train_generator.parse_args(["--arch", arch, "--base", str(base)])
+    tokenizer, model = train_generator.load_base(args)
+    model.eval()
+    examples = [train_generator.encode(pair, tokenizer, args) for pair in fixture_pairs(4)]
+    inputs = train_generator.collate(examples, int(tokenizer.pad_token_id), arch == "t5")
+    with torch.no_grad():
+        plain = train_generator.training_loss(model, inputs, 0.0)
+        assert torch.allclose(train_generator.training_loss(model, inputs, 1e-9), plain, atol=1e-5)
+        logits, labels = model(**inputs).logits, inputs["labels"]
+        if arch == "gpt2":  # token t predicts token t+1
+            logits, labels = logits[:, :-1], labels[:, 1:]
+        log_p, kept = logits.log_softmax(-1), labels != train_generator.IGNORE_INDEX
+        nll = -log_p.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)[kept].mean()
+        expected = 0.8 * nll + 0.2 * -log_p.mean(-1)[kept].mean()
+        assert torch.allclose(train_generator.training_loss(model, inputs, 0.2), expected, atol=1e-5)
+
+
+def test_checkpoint_mean_averages_floats_and_keeps_counters() -> None:
+    first = {"w": torch.tensor([0.0, 2.0]), "steps": torch.tensor([3])}
+    second = {"w": torch.tensor([2.0, 4.0]), "steps": torch.tensor([5])}
+    mean = train_generator.mean_weights([first, second])
+    assert torch.equal(mean["w"], torch.tensor([1.0, 3.0])) and torch.equal(mean["steps"], torch.tensor([5]))
+
+
+def test_averaging_keeps_the_mean_only_when_validation_prefers_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = torch.nn.Linear(1, 1, bias=False)
+    snapshots = {
+        epoch: {"weight": torch.tensor([[value]])} for epoch, value in [(1, 0.0), (2, 2.0), (3, 5.0)]
+    }
+    # Validation loss: distance of the weight from 1 (the mean of epochs 1 and 2 is perfect).
+    monkeypatch.setattr(train_generator, "validation_loss", lambda m, *_: abs(float(m.weight) - 1.0))
+    args = argparse.Namespace(average_last=2)
+    with torch.no_grad():
+        model.weight.fill_(2.0)  # training ended at epoch 2, the best one
+    kept = train_generator.try_averages(model, snapshots, 2, 2, 1.0, [], args, 0)
+    assert kept == {"epochs": [1, 2], "val_loss": 0.0} and float(model.weight) == 1.0
+    with torch.no_grad():
+        model.weight.fill_(5.0)  # epoch 3 was last; a perfect single epoch: no mean beats it
+    assert train_generator.try_averages(model, snapshots, 2, 3, 0.0, [], args, 0) is None
+    assert float(model.weight) == 5.0  # left as it was
+
+
+def test_training_with_smoothing_and_checkpoint_averaging(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data_files: tuple[Path, Path]
+) -> None:
+    """Averaging is judged on validation loss: kept only when the mean beats every single epoch, and
+    then the saved weights are that mean."""
+    output = tmp_path / "generators" / "t5"
+    run_training(
+        monkeypatch, data_files, output, "--arch", "t5", "--base", "scratch", "--vocab-size", "400",
+        *TINY_SIZE, "--max-steps", "0", "--epochs", "3", "--average-last", "3", "--label-smoothing", "0.1",
+    )  # fmt: skip
+    summary = json.loads((output / "report" / "training_metrics.json").read_text())
+    meta = json.loads((output / "generator.json").read_text(encoding="utf-8"))["training"]
+    assert summary["epochs_run"] == 3 and meta["hyperparameters"]["label_smoothing"] == 0.1
+    best_single = min(epoch["val_loss"] for epoch in summary["history"])
+    averaged = summary["averaged"]
+    if averaged is None:
+        assert summary["best_val_loss"] == round(best_single, 4)
+    else:
+        assert averaged["val_loss"] < best_single and len(averaged["epochs"]) > 1
+        assert meta["averaged"] == averaged and meta["best_val_loss"] == averaged["val_loss"]
+    generator = CommentGenerator.load(discover_generators(output.parent)["t5"], "cpu")
+    assert len(generator.generate(["기쁨, 안경"], sample=False)) == 1
 
 
 @pytest.mark.parametrize("arch", ["t5", "gpt2"])

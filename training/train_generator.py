@@ -138,6 +138,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--epochs", type=int, default=200, help="upper bound; early stopping usually ends first"
     )
     parser.add_argument("--patience", type=int, default=10, help="epochs without a better validation loss")
+    parser.add_argument(
+        "--label-smoothing", type=float, default=0.0, help="training loss only; validation stays plain"
+    )
+    parser.add_argument(
+        "--average-last",
+        type=int,
+        default=0,
+        help="also try the mean of the last N epochs' weights (ending at the best and at the last epoch);"
+        " kept when its validation loss is lower",
+    )
     parser.add_argument("--max-minutes", type=float, default=0.0, help="wall-clock budget (0: none)")
     parser.add_argument("--max-steps", type=int, default=0, help="optimizer steps (0: none); for smoke tests")
     parser.add_argument("--max-source-tokens", type=int, default=32)
@@ -318,6 +328,38 @@ def batches(examples: Sequence[Example], size: int, rng: random.Random | None) -
     return [[examples[i] for i in order[start : start + size]] for start in range(0, len(order), size)]
 
 
+def training_loss(model: PreTrainedModel, inputs: dict[str, torch.Tensor], label_smoothing: float) -> Any:
+    """Cross-entropy per target token, smoothed towards the uniform distribution when asked (the
+    model's own loss otherwise). A causal model predicts token t+1 at t, so its logits shift by one."""
+    output = model(**inputs)
+    if not label_smoothing:
+        return output.loss
+    logits, labels = output.logits, inputs["labels"]
+    if not model.config.is_encoder_decoder:
+        logits, labels = logits[:, :-1], labels[:, 1:]
+    return nn.functional.cross_entropy(
+        logits.reshape(-1, logits.size(-1)).float(),
+        labels.reshape(-1),
+        ignore_index=IGNORE_INDEX,
+        label_smoothing=label_smoothing,
+    )
+
+
+def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().to("cpu", copy=True) for name, tensor in model.state_dict().items()}
+
+
+def mean_weights(snapshots: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Checkpoint averaging: the element-wise mean of floating-point weights (others from the last)."""
+    last = snapshots[-1]
+    return {
+        name: torch.stack([s[name].float() for s in snapshots]).mean(0).to(tensor.dtype)
+        if tensor.is_floating_point()
+        else tensor
+        for name, tensor in last.items()
+    }
+
+
 @torch.inference_mode()
 def validation_loss(
     model: PreTrainedModel, examples: Sequence[Example], args: argparse.Namespace, pad: int
@@ -332,6 +374,39 @@ def validation_loss(
         tokens += count
     model.train()
     return total / max(1, tokens)
+
+
+def try_averages(
+    model: PreTrainedModel,
+    snapshots: dict[int, dict[str, torch.Tensor]],
+    best_epoch: int,
+    last_epoch: int,
+    best_loss: float,
+    val_examples: Sequence[Example],
+    args: argparse.Namespace,
+    pad_id: int,
+) -> dict[str, Any] | None:
+    """Checkpoint averaging, judged on validation loss like every epoch: the mean of the last N epochs
+    ending at the best epoch and at the last one. The better mean is loaded into ``model`` and described
+    when it beats the best single epoch; otherwise nothing changes (``model`` is left as it was)."""
+    window = args.average_last
+    candidates = {
+        tuple(e for e in range(end - window + 1, end + 1) if e in snapshots)
+        for end in (best_epoch, last_epoch)
+    }
+    current = snapshot(model)
+    best: dict[str, Any] | None = None
+    for epochs in sorted(c for c in candidates if len(c) > 1):
+        model.load_state_dict(mean_weights([snapshots[e] for e in epochs]))
+        val = validation_loss(model, val_examples, args, pad_id)
+        logger.info("mean of epochs %s: val %.4f (best single epoch %.4f)", list(epochs), val, best_loss)
+        if val < (best["val_loss"] if best else best_loss):
+            best = {"epochs": list(epochs), "val_loss": round(val, 4)}
+    if best is None:
+        model.load_state_dict(current)
+        return None
+    model.load_state_dict(mean_weights([snapshots[e] for e in best["epochs"]]))
+    return best
 
 
 # --- saving ----------------------------------------------------------------------------------------------
@@ -482,6 +557,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                 "dropout",
                 "batch_size",
                 "patience",
+                "label_smoothing",
+                "average_last",
             )
         },
         "model_size": {
@@ -494,6 +571,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     write_split_files(args.report, split)
 
     history: list[EpochRecord] = []
+    snapshots: dict[int, dict[str, torch.Tensor]] = {}  # epoch → weights, the last few only
     best_loss, best_epoch, bad_epochs, step = math.inf, 0, 0, 0
     start = time.monotonic()
     rng = random.Random(args.seed)
@@ -506,7 +584,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         )
         for batch in bar:
             inputs = {k: v.to(device) for k, v in collate(batch, pad_id, args.arch == "t5").items()}
-            loss = model(**inputs).loss
+            loss = training_loss(model, inputs, args.label_smoothing)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
             optimizer.step()
@@ -539,6 +617,14 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             save_generator(args.output, model, tokenizer, generator_meta(args, info, suppress))
         else:
             bad_epochs += 1
+        if args.average_last > 1:  # the last N epochs, and the N ending at the best one
+            snapshots[epoch] = snapshot(model)
+            window = args.average_last
+            snapshots = {
+                e: w
+                for e, w in snapshots.items()
+                if e > epoch - window or best_epoch - window < e <= best_epoch
+            }
         if bad_epochs >= args.patience:
             stop_reason = "early stopping"
             break
@@ -554,10 +640,21 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             break
 
     train_seconds = time.monotonic() - start
+    averaged = try_averages(model, snapshots, best_epoch, len(history), best_loss, val_examples, args, pad_id)
+    if averaged is not None:
+        best_loss = averaged["val_loss"]
+        info = {
+            **training_info,
+            "best_epoch": best_epoch,
+            "averaged": averaged,
+            "best_val_loss": round(best_loss, 4),
+        }
+        save_generator(args.output, model, tokenizer, generator_meta(args, info, suppress))
     summary = {
         **training_info,
         "best_epoch": best_epoch,
         "best_val_loss": round(best_loss, 4),
+        "averaged": averaged,
         "epochs_run": len(history),
         "steps": step,
         "stop_reason": stop_reason,
