@@ -274,16 +274,16 @@ def test_averaging_keeps_the_mean_only_when_validation_prefers_it(monkeypatch: p
         epoch: {"weight": torch.tensor([[value]])} for epoch, value in [(1, 0.0), (2, 2.0), (3, 5.0)]
     }
     # Validation loss: distance of the weight from 1 (the mean of epochs 1 and 2 is perfect).
-    monkeypatch.setattr(train_generator, "validation_loss", lambda m, *_: abs(float(m.weight) - 1.0))
+    monkeypatch.setattr(train_generator, "validation_loss", lambda m, *_: abs(m.weight.item() - 1.0))
     args = argparse.Namespace(average_last=2)
     with torch.no_grad():
         model.weight.fill_(2.0)  # training ended at epoch 2, the best one
     kept = train_generator.try_averages(model, snapshots, 2, 2, 1.0, [], args, 0)
-    assert kept == {"epochs": [1, 2], "val_loss": 0.0} and float(model.weight) == 1.0
+    assert kept == {"epochs": [1, 2], "val_loss": 0.0} and model.weight.item() == 1.0
     with torch.no_grad():
         model.weight.fill_(5.0)  # epoch 3 was last; a perfect single epoch: no mean beats it
     assert train_generator.try_averages(model, snapshots, 2, 3, 0.0, [], args, 0) is None
-    assert float(model.weight) == 5.0  # left as it was
+    assert model.weight.item() == 5.0  # left as it was
 
 
 def test_training_with_smoothing_and_checkpoint_averaging(
