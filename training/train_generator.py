@@ -394,18 +394,20 @@ def try_averages(
         tuple(e for e in range(end - window + 1, end + 1) if e in snapshots)
         for end in (best_epoch, last_epoch)
     }
+    candidates = {c for c in candidates if len(c) > 1}
+    if not candidates:  # averaging off, or too few epochs
+        return None
     current = snapshot(model)
     best: dict[str, Any] | None = None
-    for epochs in sorted(c for c in candidates if len(c) > 1):
-        model.load_state_dict(mean_weights([snapshots[e] for e in epochs]))
+    best_weights = current
+    for epochs in sorted(candidates):
+        weights = mean_weights([snapshots[e] for e in epochs])
+        model.load_state_dict(weights)
         val = validation_loss(model, val_examples, args, pad_id)
         logger.info("mean of epochs %s: val %.4f (best single epoch %.4f)", list(epochs), val, best_loss)
         if val < (best["val_loss"] if best else best_loss):
-            best = {"epochs": list(epochs), "val_loss": round(val, 4)}
-    if best is None:
-        model.load_state_dict(current)
-        return None
-    model.load_state_dict(mean_weights([snapshots[e] for e in best["epochs"]]))
+            best, best_weights = {"epochs": list(epochs), "val_loss": round(val, 4)}, weights
+    model.load_state_dict(best_weights)  # the better mean, or the weights it had
     return best
 
 
