@@ -4,17 +4,21 @@ retry and the template fallback."""
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
+from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
 from inference.errors import UnknownGeneratorError
 from inference.models.generators import (
     CausalGenerator,
     CommentGenerator,
+    DrawToken,
     GeneratorSet,
     Seq2SeqGenerator,
     comment_problem,
@@ -213,15 +217,67 @@ def test_causal_output_stops_at_the_first_newline(generators: GeneratorSet) -> N
         assert "\n" not in text
 
 
-def test_sampling_settings_follow_the_metadata(generators: GeneratorSet) -> None:
+def test_sampling_settings_follow_the_metadata(
+    generators: GeneratorSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
     generator = generators.generators["t5"]
     sampled = generator.generate_kwargs(sample=True)
-    assert sampled["do_sample"] is True
-    assert sampled["temperature"] == generator.meta.generation.temperature
+    assert sampled["do_sample"] is False and sampled["num_return_sequences"] == 1  # DrawToken draws
+    assert "temperature" not in sampled and "top_p" not in sampled and "top_k" not in sampled
+    seen: list[dict[str, Any]] = []
+    real_generate = generator.model.generate
+
+    def recording_generate(**kwargs: Any) -> Any:
+        seen.append(kwargs)
+        return real_generate(**kwargs)
+
+    monkeypatch.setattr(generator.model, "generate", recording_generate)
+    generator.generate(["기쁨, 안경", "슬픔"], sample=True)
+    [draw] = [p for p in seen[0]["logits_processor"] if isinstance(p, DrawToken)]
+    config = generator.meta.generation
+    assert (draw.temperature, draw.top_k, draw.top_p) == (config.temperature, config.top_k, config.top_p)
+    assert seen[0]["input_ids"].shape[0] == 2 * config.candidates  # a row per draw
     deterministic = generator.generate_kwargs(sample=False)
     assert deterministic["do_sample"] is False
     assert "temperature" not in deterministic and "top_p" not in deterministic
     assert deterministic["num_beams"] == generator.meta.eval_generation.num_beams
+
+
+def reference_sampling_probs(
+    scores: torch.Tensor, temperature: float, top_k: int, top_p: float
+) -> torch.Tensor:
+    """What ``do_sample=True`` would draw from: transformers' own warpers, in its order."""
+    warped = TemperatureLogitsWarper(temperature)(None, scores.clone())
+    if top_k:
+        warped = TopKLogitsWarper(top_k)(None, warped)
+    warped = TopPLogitsWarper(top_p)(None, warped)
+    return torch.softmax(warped, dim=-1)
+
+
+@pytest.mark.parametrize(("temperature", "top_k", "top_p"), [(0.8, 50, 0.9), (1.0, 0, 0.7), (0.5, 3, 1.0)])
+def test_draw_token_draws_what_transformers_sampling_would(
+    temperature: float, top_k: int, top_p: float
+) -> None:
+    """DrawToken (greedy loop + exponential race) samples from the same distribution as transformers'
+    temperature → top-k → top-p → multinomial, and never outside the cuts."""
+    torch.manual_seed(0)
+    scores = torch.randn(1, 60) * 2
+    scores[0, 7] = -math.inf  # a suppressed token is never drawn
+    expected = reference_sampling_probs(scores, temperature, top_k, top_p)[0]
+    rows = 40_000
+    out = DrawToken(temperature, top_k, top_p)(None, scores.repeat(rows, 1))  # type: ignore[arg-type]
+    assert ((out == 0).sum(dim=1) == 1).all() and (out.isinf().sum(dim=1) == 59).all()
+    counts = torch.bincount(out.argmax(dim=1), minlength=60).float() / rows
+    assert counts[expected == 0].sum() == 0
+    assert torch.allclose(counts, expected, atol=0.01)
+
+
+def test_sampled_comments_follow_the_seed(generators: GeneratorSet) -> None:
+    generator = generators.generators["t5"]
+    torch.manual_seed(1)
+    first = generator.generate(["기쁨, 안경"] * 8, sample=True)
+    torch.manual_seed(1)
+    assert generator.generate(["기쁨, 안경"] * 8, sample=True) == first
 
 
 def test_template_comment_uses_keywords_and_particles() -> None:
@@ -256,3 +312,11 @@ def test_cpu_int8_quantizes_the_linear_layers_but_not_the_head(
     assert len(generator.generate(["기쁨, 안경", "슬픔"], sample=False)) == 2
     plain = CommentGenerator.load(discover_generators(tiny_weights_dir / "generators")["t5"], "cpu")
     assert not any("quantized" in type(m).__module__ for m in plain.model.modules())
+
+
+def test_draw_token_never_leaves_the_nucleus_on_a_zero_noise_draw(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An Exp(1) draw of 0 (possible in float32) must not turn 0/0 into a NaN that argmax would take."""
+    monkeypatch.setattr(torch.Tensor, "exponential_", lambda self: self.zero_())
+    scores = torch.tensor([[3.0, 2.0, -math.inf, 1.0]])
+    out = DrawToken(1.0, 0, 0.5)(None, scores)  # type: ignore[arg-type]
+    assert out.argmax().item() == 0

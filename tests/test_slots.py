@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import torch
 
-from inference.models.generators import CommentGenerator, SlotCoverage, comment_problem
+from inference.models.generators import CommentGenerator, DrawToken, SlotCoverage, comment_problem
 from inference.models.registry import GeneratorMeta
 from inference.text.josa import attach_particle, replace_token
 from inference.text.slots import (
@@ -102,10 +102,10 @@ class ScriptedGenerator(CommentGenerator):
     def _model_class() -> Any:
         return None
 
-    def _generate(self, prompts: Sequence[str], kwargs: dict[str, Any]) -> list[list[str]]:
+    def _generate(self, prompts: Sequence[str], kwargs: dict[str, Any]) -> list[str]:
         self.seen_prompts.extend(prompts)
         self.seen_kwargs.append(kwargs)
-        return self.outputs[: len(prompts)]
+        return [text for options in self.outputs for text in options]
 
 
 def slot_meta(**changes: Any) -> GeneratorMeta:
@@ -157,7 +157,12 @@ def test_sampling_draws_the_configured_number_of_candidates() -> None:
     )
     assert generator.candidates_per_prompt(sample=True) == 4
     assert generator.generate(["기쁨"], sample=True) == ["정말 좋아요 😊"]
-    assert generator.seen_kwargs[0]["num_return_sequences"] == 4
+    # each draw is a row of its own, drawn by DrawToken in transformers' greedy loop
+    assert generator.seen_prompts == ["기쁨"] * 4
+    assert generator.seen_kwargs[0]["num_return_sequences"] == 1
+    assert generator.seen_kwargs[0]["do_sample"] is False
+    [draw] = generator.seen_kwargs[0]["logits_processor"]
+    assert isinstance(draw, DrawToken)
     # without slots, a deterministic consensus pick still sees every beam
     consensus = slot_meta(
         object_slots=False, eval_generation={"do_sample": False, "num_beams": 5, "pick": "consensus"}

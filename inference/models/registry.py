@@ -36,7 +36,7 @@ class GenerationConfig(BaseModel):
     do_sample: bool = True
     temperature: float = Field(default=0.8, gt=0.0, le=5.0)
     top_p: float = Field(default=0.92, gt=0.0, le=1.0)
-    top_k: int = Field(default=0, ge=0)
+    top_k: int = Field(default=0, ge=0)  # 0: no top-k cut (transformers would cut at 50 if left out)
     num_beams: int = Field(default=1, ge=1, le=16)
     repetition_penalty: float = Field(default=1.0, ge=1.0, le=3.0)
     no_repeat_ngram_size: int = Field(default=0, ge=0)
