@@ -170,6 +170,38 @@ def test_sampling_draws_the_configured_number_of_candidates() -> None:
     assert ScriptedGenerator(consensus, []).candidates_per_prompt(sample=False) == 5
 
 
+class QueuedGenerator(ScriptedGenerator):
+    """A scripted model whose successive ``generate`` calls return the next list of raw texts."""
+
+    def __init__(self, meta: GeneratorMeta, calls: Sequence[Sequence[str]]) -> None:
+        super().__init__(meta, [])
+        self.calls = [list(texts) for texts in calls]
+
+    def _generate(self, prompts: Sequence[str], kwargs: dict[str, Any]) -> list[str]:
+        self.seen_prompts.extend(prompts)
+        self.seen_kwargs.append(kwargs)
+        return self.calls.pop(0)
+
+
+def test_sampling_draws_again_only_for_photos_where_no_draw_names_every_object() -> None:
+    sampled = {"do_sample": True, "candidates": 2, "pick": "first", "redraw_incomplete": True}
+    first_call = [
+        "<obj1>가 좋아요 😊",
+        "<obj1>와 <obj2> 멋져요 😊",  # photo 1: one draw names both objects
+        "<obj1>만 귀여워요 😊",
+        "좋아요 😊",  # photo 2: none does
+    ]
+    second_call = ["<obj2>와 <obj1> 최고예요 😊", "😊"]
+    generator = QueuedGenerator(slot_meta(generation=sampled), [first_call, second_call])
+    comments = generator.generate(["기쁨, 책, 꽃", "기쁨, 개, 차"], sample=True)
+    assert comments == ["책과 꽃 멋져요 😊", "차와 개 최고예요 😊"]
+    assert generator.seen_prompts[4:] == ["기쁨, 개 <obj1>, 차 <obj2>"] * 2  # the second draw: photo 2 only
+    assert not generator.calls
+    # without the switch (or with beams) the first candidates are final
+    plain = QueuedGenerator(slot_meta(generation=sampled | {"redraw_incomplete": False}), [first_call])
+    assert plain.generate(["기쁨, 책, 꽃", "기쁨, 개, 차"], sample=True)[1] == "개만 귀여워요 😊"
+
+
 def test_a_model_without_slots_gets_the_plain_keywords() -> None:
     generator = ScriptedGenerator(slot_meta(object_slots=False), [["안경이 멋져요 😊"]])
     assert generator.candidates_per_prompt(sample=False) == 1

@@ -106,6 +106,19 @@ class CommentGenerator(ABC):
     def generate(self, keyword_texts: Sequence[str], sample: bool) -> list[str]:
         """One comment per keyword string (``"기쁨, 안경"``), in order; object slots already filled."""
         slotted = [self.slotted(text) for text in keyword_texts]
+        config = self._config(sample)
+        candidates = self._candidates(slotted, sample)
+        incomplete = [i for i, options in enumerate(candidates) if not _any_complete(options, slotted[i])]
+        if incomplete and config.do_sample and config.redraw_incomplete:
+            # No draw named every object: draw once more for those photos and choose among both sets.
+            logger.debug("generator %s: %d of %d drawn again", self.name, len(incomplete), len(slotted))
+            again = self._candidates([slotted[i] for i in incomplete], sample)
+            for i, options in zip(incomplete, again, strict=True):
+                candidates[i] = candidates[i] + options
+        return [self._pick(options, s, config.pick) for options, s in zip(candidates, slotted, strict=True)]
+
+    def _candidates(self, slotted: Sequence[SlottedKeywords], sample: bool) -> list[list[str]]:
+        """The raw candidates (slots unfilled) for each slotted prompt, best first."""
         prompts = [self.meta.prompt(s.text) for s in slotted]
         per_prompt = self.candidates_per_prompt(sample)
         kwargs = self.generate_kwargs(sample)
@@ -125,8 +138,7 @@ class CommentGenerator(ABC):
             prompts = [prompt for prompt in prompts for _ in range(per_prompt)]  # one row per draw
         if processors:
             kwargs["logits_processor"] = processors
-        candidates = _grouped(self._generate(prompts, kwargs), per_prompt)
-        return [self._pick(options, s, config.pick) for options, s in zip(candidates, slotted, strict=True)]
+        return _grouped(self._generate(prompts, kwargs), per_prompt)
 
     @abstractmethod
     def _generate(self, prompts: Sequence[str], kwargs: dict[str, Any]) -> list[str]:
@@ -161,7 +173,7 @@ class CommentGenerator(ABC):
     def _pick(options: Sequence[str], slotted: SlottedKeywords, pick: str = "first") -> str:
         """Among the candidates that write every slot (else all), slots filled, the one
         ``inference.text.choice`` chooses (an emoji first; best-ranked or consensus)."""
-        complete = [text for text in options if not missing_slots(text, slotted.names)] or list(options)
+        complete = [text for text in options if _is_complete(text, slotted)] or list(options)
         filled = [fill_slots(text, slotted.names) for text in complete] if slotted.names else complete
         return choose(filled, pick)
 
@@ -267,6 +279,15 @@ class DrawToken(LogitsProcessor):
         race = probs / noise
         drawn = tokens.gather(-1, race.argmax(dim=-1, keepdim=True))
         return cast(torch.FloatTensor, torch.full_like(scores, -math.inf).scatter_(-1, drawn, 0.0))
+
+
+def _is_complete(text: str, slotted: SlottedKeywords) -> bool:
+    """The raw candidate writes every object slot of its prompt (always true without slots)."""
+    return not missing_slots(text, slotted.names)
+
+
+def _any_complete(options: Sequence[str], slotted: SlottedKeywords) -> bool:
+    return any(_is_complete(text, slotted) for text in options)
 
 
 def _draws_itself(config: GenerationConfig) -> bool:

@@ -21,8 +21,8 @@ META_FILENAME = "generator.json"
 
 
 class GenerationConfig(BaseModel):
-    """Arguments for ``model.generate``; ``max_new_tokens`` is the fixed token budget. ``candidates``
-    and ``pick`` are ours, not ``generate``'s (see ``generate_arguments``)."""
+    """Arguments for ``model.generate``; ``max_new_tokens`` is the fixed token budget. ``candidates``,
+    ``pick`` and ``redraw_incomplete`` are ours, not ``generate``'s (see ``generate_arguments``)."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -31,6 +31,9 @@ class GenerationConfig(BaseModel):
     # its beams; sampling draws ``candidates`` comments per prompt.
     pick: Literal["first", "consensus"] = "first"
     candidates: int = Field(default=1, ge=1, le=16)
+    # Sampling only: when no draw for a photo writes every object slot, draw ``candidates`` more
+    # for that photo and choose among all of them.
+    redraw_incomplete: bool = False
 
     max_new_tokens: int = Field(default=64, ge=4, le=256)
     do_sample: bool = True
@@ -43,7 +46,7 @@ class GenerationConfig(BaseModel):
 
     def generate_arguments(self) -> dict[str, Any]:
         """The settings ``model.generate`` understands (without our own ``pick``/``candidates``)."""
-        return self.model_dump(exclude={"pick", "candidates"})
+        return self.model_dump(exclude={"pick", "candidates", "redraw_incomplete"})
 
 
 class GeneratorMeta(BaseModel):
