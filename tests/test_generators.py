@@ -24,6 +24,7 @@ from inference.models.generators import (
     comment_problem,
 )
 from inference.models.registry import discover_generators
+from inference.text.choice import has_emoji
 from inference.text.templates import template_comment
 
 HANGUL_ONLY = re.compile(r"^ ?[\uac00-\ud7a3][\uac00-\ud7a3 ]*$")  # at least one syllable
@@ -178,7 +179,8 @@ def test_valid_model_output_is_returned_as_is(
     comments = constrained.comments(name, [["기쁨", "안경"]], sample=False)
     assert comments[0].fallback is False
     assert comments[0].text == raw[0]
-    assert HANGUL_ONLY.match(comments[0].text)
+    words, emoji = comments[0].text.rsplit(" ", 1)  # the model wrote no emoji: one was added
+    assert HANGUL_ONLY.match(words) and has_emoji(emoji)
 
 
 @pytest.mark.parametrize("name", ["t5", "gpt2"])

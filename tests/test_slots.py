@@ -202,6 +202,14 @@ def test_sampling_draws_again_only_for_photos_where_no_draw_names_every_object()
     assert plain.generate(["기쁨, 책, 꽃", "기쁨, 개, 차"], sample=True)[1] == "개만 귀여워요 😊"
 
 
+def test_a_comment_without_any_emoji_gets_one() -> None:
+    """No candidate wrote an emoji: the first object's emoji, else ✨ (no mood), is added."""
+    generator = ScriptedGenerator(slot_meta(), [["<obj1>가 정말 귀엽네요!", "<obj1> 최고"]])
+    assert generator.generate(["기쁨, 개"], sample=False) == ["개가 정말 귀엽네요! 🐶"]
+    plain = ScriptedGenerator(slot_meta(object_slots=False), [["멋진 사진이에요!"]])
+    assert plain.generate(["기쁨"], sample=False) == ["멋진 사진이에요! ✨"]
+
+
 def test_a_model_without_slots_gets_the_plain_keywords() -> None:
     generator = ScriptedGenerator(slot_meta(object_slots=False), [["안경이 멋져요 😊"]])
     assert generator.candidates_per_prompt(sample=False) == 1

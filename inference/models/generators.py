@@ -34,7 +34,7 @@ from transformers.utils import logging as transformers_logging
 
 from inference.errors import UnknownGeneratorError
 from inference.models.registry import GenerationConfig, GeneratorEntry, GeneratorMeta, discover_generators
-from inference.text.choice import choose
+from inference.text.choice import choose, has_emoji
 from inference.text.keywords import format_keywords, parse_keywords
 from inference.text.slots import (
     SLOT_TOKENS,
@@ -44,7 +44,7 @@ from inference.text.slots import (
     missing_slots,
     slot_keywords,
 )
-from inference.text.templates import template_comment
+from inference.text.templates import OBJECT_EMOJI, template_comment
 
 logger = logging.getLogger(__name__)
 transformers_logging.disable_progress_bar()  # "Loading weights" bars would flood the worker's log
@@ -175,7 +175,7 @@ class CommentGenerator(ABC):
         ``inference.text.choice`` chooses (an emoji first; best-ranked or consensus)."""
         complete = [text for text in options if _is_complete(text, slotted)] or list(options)
         filled = [fill_slots(text, slotted.names) for text in complete] if slotted.names else complete
-        return choose(filled, pick)
+        return _with_emoji(choose(filled, pick), list(slotted.names.values()))
 
     def generate_kwargs(self, sample: bool) -> dict[str, Any]:
         """``model.generate`` arguments from the metadata (sampled or deterministic settings).
@@ -279,6 +279,15 @@ class DrawToken(LogitsProcessor):
         race = probs / noise
         drawn = tokens.gather(-1, race.argmax(dim=-1, keepdim=True))
         return cast(torch.FloatTensor, torch.full_like(scores, -math.inf).scatter_(-1, drawn, 0.0))
+
+
+def _with_emoji(text: str, objects: Sequence[str]) -> str:
+    """Every comment carries an emoji: when no candidate wrote one (about 1 in 2,500 sampled t5
+    comments), the first object's emoji from the template bank, else ✨ (claims no mood)."""
+    if has_emoji(text) or not text.strip():
+        return text
+    emoji = next((OBJECT_EMOJI[name] for name in objects if name in OBJECT_EMOJI), "✨")
+    return f"{text} {emoji}"
 
 
 def _is_complete(text: str, slotted: SlottedKeywords) -> bool:
