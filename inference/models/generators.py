@@ -108,14 +108,19 @@ class CommentGenerator(ABC):
         slotted = [self.slotted(text) for text in keyword_texts]
         config = self._config(sample)
         candidates = self._candidates(slotted, sample)
-        incomplete = [i for i, options in enumerate(candidates) if not _any_complete(options, slotted[i])]
-        if incomplete and config.do_sample and config.redraw_incomplete:
-            # No draw named every object: draw once more for those photos and choose among both sets.
-            logger.debug("generator %s: %d of %d drawn again", self.name, len(incomplete), len(slotted))
-            again = self._candidates([slotted[i] for i in incomplete], sample)
-            for i, options in zip(incomplete, again, strict=True):
-                candidates[i] = candidates[i] + options
+        if config.do_sample and config.redraw_incomplete:
+            self._redraw_incomplete(candidates, slotted)
         return [self._pick(options, s, config.pick) for options, s in zip(candidates, slotted, strict=True)]
+
+    def _redraw_incomplete(self, candidates: list[list[str]], slotted: Sequence[SlottedKeywords]) -> None:
+        """Where no draw named every object, draw once more and keep both sets (in place)."""
+        incomplete = [i for i, options in enumerate(candidates) if not _any_complete(options, slotted[i])]
+        if not incomplete:
+            return
+        logger.debug("generator %s: %d of %d drawn again", self.name, len(incomplete), len(slotted))
+        again = self._candidates([slotted[i] for i in incomplete], sample=True)
+        for i, options in zip(incomplete, again, strict=True):
+            candidates[i] = candidates[i] + options
 
     def _candidates(self, slotted: Sequence[SlottedKeywords], sample: bool) -> list[list[str]]:
         """The raw candidates (slots unfilled) for each slotted prompt, best first."""

@@ -45,7 +45,8 @@ class GenerationConfig(BaseModel):
     no_repeat_ngram_size: int = Field(default=0, ge=0)
 
     def generate_arguments(self) -> dict[str, Any]:
-        """The settings ``model.generate`` understands (without our own ``pick``/``candidates``)."""
+        """The settings ``model.generate`` understands (without our own ``pick``, ``candidates`` and
+        ``redraw_incomplete``)."""
         return self.model_dump(exclude={"pick", "candidates", "redraw_incomplete"})
 
 
