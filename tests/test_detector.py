@@ -122,14 +122,15 @@ def test_ship_only_from_a_run_folder(trained: Path, tmp_path: Path) -> None:
     out.mkdir()
     (out / "metadata.json").write_text('{"classifier": "stale.pt", "metrics": {"map50": 0.9}}')
     classifier = tiny_classifier(tmp_path / "face_classifier.pt", ("sad", "happy"))
+    face_check = tiny_classifier(tmp_path / "face_check.pt", ("other", "face"))
 
-    train_detector.main(
-        ["--ship-only", str(run), "--out", str(out), "--conf", "0.3", "--classifier", str(classifier)]
-    )
+    stages = ["--classifier", str(classifier), "--face-check", str(face_check)]
+    train_detector.main(["--ship-only", str(run), "--out", str(out), "--conf", "0.3", *stages])
 
     metadata = json.loads((out / "metadata.json").read_text(encoding="utf-8"))
     assert metadata["conf"] == 0.3 and metadata["classes"] == NAMES and metadata["imgsz"] == 64
     assert metadata["classifier"] == "face_classifier.pt" and (out / "face_classifier.pt").exists()
+    assert metadata["face_check"] == "face_check.pt" and (out / "face_check.pt").exists()
     assert "metrics" not in metadata  # a fresh file: the old model's numbers don't describe this one
     assert "CC BY 4.0" in metadata["licences"]["data"]
     assert (run / "weights" / "best.pt").exists()
@@ -137,7 +138,9 @@ def test_ship_only_from_a_run_folder(trained: Path, tmp_path: Path) -> None:
     # Shipping again with the classifier already in the folder (the usual re-ship) keeps it.
     shipped = out / "face_classifier.pt"
     train_detector.main(["--ship-only", str(run), "--out", str(out), "--classifier", str(shipped)])
-    assert json.loads((out / "metadata.json").read_text(encoding="utf-8"))["classifier"] == shipped.name
+    reshipped = json.loads((out / "metadata.json").read_text(encoding="utf-8"))
+    assert reshipped["classifier"] == shipped.name
+    assert "face_check" not in reshipped  # not asked for: the detector runs without it
     assert shipped.stat().st_size == classifier.stat().st_size
 
 

@@ -85,6 +85,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--imgsz", type=int, default=None, help="default: the weights' metadata.json")
     parser.add_argument("--conf", type=float, default=None, help="default: the weights' metadata.json")
     parser.add_argument("--classifier", default="auto", help="auto (metadata), none, or a checkpoint path")
+    parser.add_argument(
+        "--face-check", default="auto", help="auto (metadata), none, or a checkpoint path (close-ups only)"
+    )
     parser.add_argument("--conf-grid", type=float, nargs="*", default=list(CONF_GRID))
     parser.add_argument("--latency-images", type=int, default=100, help="photos timed for latency (0: skip)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 = one per core")
@@ -400,7 +403,9 @@ def evaluate_closeups(args: argparse.Namespace) -> dict[str, Any]:
     runner.conf = conf
     report["conf"] = conf
     report["detector_only"] = pipeline_accuracy(EmotionDetector(runner, None), samples, settings)
-    final = EmotionDetector(runner, classifier)
+    face_check = _face_check(args.face_check, metadata, args.weights.parent, args.device)
+    report["face_check"] = None if face_check is None else {"threshold": face_check.threshold}
+    final = EmotionDetector(runner, classifier, face_check=face_check)
     if classifier is not None:
         report["with_classifier"] = pipeline_accuracy(final, samples, settings)
     if args.latency_images:
@@ -466,7 +471,7 @@ def run_photos(pipeline: Any, photos: Sequence[Any]) -> None:
 
 def latency(detector: Any, samples: Sequence[Sample], settings: Any, threads: int) -> dict[str, Any]:
     """Time per photo at batch 1 (decode excluded), after two warm-up calls: the detector alone and,
-    when the detector has one, detector + second-stage classifier (``EmotionDetector.detect``)."""
+    when it has any, detector + second stages (face check, classifier; ``EmotionDetector.detect``)."""
     from inference.images import decode_image
 
     items = [decode_image(s.path.read_bytes(), max_side=settings.max_image_side) for s in samples]
@@ -476,7 +481,7 @@ def latency(detector: Any, samples: Sequence[Sample], settings: Any, threads: in
         "imgsz": detector.runner.imgsz,
     }
     stages = {"detector": lambda item: detector.runner.predict([item.image])}
-    if detector.classifier is not None:
+    if detector.classifier is not None or detector.face_check is not None:
         stages["with_classifier"] = lambda item: detector.detect([item])
     for name, run in stages.items():
         for item in items[:2]:
@@ -494,19 +499,32 @@ def latency(detector: Any, samples: Sequence[Sample], settings: Any, threads: in
     return report
 
 
-def _classifier(choice: str, metadata: dict[str, Any], folder: Path, device: str) -> Any:
+def _stage_path(choice: str, metadata: dict[str, Any], key: str, folder: Path) -> Path | None:
+    """A second stage's checkpoint: ``none``, ``auto`` (named by ``key`` in the metadata) or a path."""
     if choice == "none":
         return None
-    path = (
-        Path(choice)
-        if choice != "auto"
-        else (folder / metadata["classifier"] if metadata.get("classifier") else None)
-    )
+    if choice != "auto":
+        return Path(choice)
+    return folder / metadata[key] if metadata.get(key) else None
+
+
+def _classifier(choice: str, metadata: dict[str, Any], folder: Path, device: str) -> Any:
+    path = _stage_path(choice, metadata, "classifier", folder)
     if path is None:
         return None
     from inference.models.face_classifier import FaceEmotionClassifier
 
     return FaceEmotionClassifier.load(path, device)
+
+
+def _face_check(choice: str, metadata: dict[str, Any], folder: Path, device: str) -> Any:
+    path = _stage_path(choice, metadata, "face_check", folder)
+    if path is None:
+        return None
+    from inference.models.face_classifier import FaceCheck
+
+    threshold = metadata.get("face_check_min") if choice == "auto" else None
+    return FaceCheck.load(path, device, None if threshold is None else float(threshold))
 
 
 def _check_names(data_names: Sequence[str], model_names: Sequence[str]) -> None:

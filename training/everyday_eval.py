@@ -53,9 +53,29 @@ FALSE_FACE_TEACHER_PROB = 0.5
 NO_FACE_TEACHER_PROB = 0.9
 LARGE_BOX_SHARE = 0.4
 OBJECT_MIN_SHARE = 0.02
-FACE_CONF_GRID = (0.1, 0.15, 0.18, 0.2, 0.22, 0.25, 0.28, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6)
+FACE_CONF_GRID = (
+    0.02,
+    0.03,
+    0.04,
+    0.05,
+    0.08,
+    0.1,
+    0.12,
+    0.15,
+    0.18,
+    0.2,
+    0.22,
+    0.25,
+    0.28,
+    0.3,
+    0.35,
+    0.4,
+    0.45,
+    0.5,
+    0.6,
+)
 OBJECT_CONF_GRID = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7)
-SWEEP_CONF = 0.05  # the low threshold of the single pipeline pass the sweeps filter
+SWEEP_CONF = 0.02  # the low threshold of the single pipeline pass the sweeps filter
 CONTACT_SHEET_PHOTOS = 24
 PERSON = "person"
 

@@ -92,6 +92,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--conf", type=float, default=DEFAULT_CONF, help="confidence threshold for the bot")
     parser.add_argument("--classifier", type=Path, default=None, help="second-stage checkpoint to ship too")
     parser.add_argument(
+        "--face-check", type=Path, default=None, help="face check checkpoint to ship too (train_face_check)"
+    )
+    parser.add_argument(
         "--ship-imgsz", type=int, default=None, help="image size the bot runs at (default: the training size)"
     )
     return parser.parse_args(argv)
@@ -197,11 +200,19 @@ def _run_of_checkpoint(model: str) -> Path | None:
     return run if (run / "args.yaml").is_file() else None
 
 
-def ship(run: Path, out: Path, conf: float, classifier: Path | None = None, imgsz: int | None = None) -> Path:
+def ship(
+    run: Path,
+    out: Path,
+    conf: float,
+    classifier: Path | None = None,
+    imgsz: int | None = None,
+    face_check: Path | None = None,
+) -> Path:
     """Copy the run's best checkpoint (optimizer stripped, fp16) and write a fresh ``metadata.json``.
 
-    ``classifier`` (a ``train_face_classifier`` checkpoint) is copied beside it and named in the
-    metadata; without it the detector runs alone, whatever the folder held before.
+    ``classifier`` (a ``train_face_classifier`` checkpoint) and ``face_check`` (a ``train_face_check``
+    one, which carries its own threshold) are copied beside it and named in the metadata; without them
+    the detector runs alone, whatever the folder held before.
     """
     from ultralytics.utils.torch_utils import strip_optimizer
 
@@ -223,11 +234,12 @@ def ship(run: Path, out: Path, conf: float, classifier: Path | None = None, imgs
         "data": _data_description(summary.get("data")),
         "licences": LICENCES,
     }
-    if classifier is not None:
-        copy = out / classifier.name
-        if not (copy.exists() and copy.samefile(classifier)):  # re-shipping the folder's own copy
-            shutil.copyfile(classifier, copy)
-        metadata["classifier"] = classifier.name
+    for key, stage in (("classifier", classifier), ("face_check", face_check)):
+        if stage is not None:
+            copy = out / stage.name
+            if not (copy.exists() and copy.samefile(stage)):  # re-shipping the folder's own copy
+                shutil.copyfile(stage, copy)
+            metadata[key] = stage.name
     meta_path = out / "metadata.json"
     meta_path.write_text(json.dumps(metadata, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     logger.info("shipped %s (%.2f MB) and %s", target, target.stat().st_size / 1e6, meta_path)
@@ -251,13 +263,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     if args.ship_only is not None:
-        ship(args.ship_only, args.out, args.conf, args.classifier, args.ship_imgsz)
+        ship(args.ship_only, args.out, args.conf, args.classifier, args.ship_imgsz, args.face_check)
         return
     started = time.monotonic()
     run = train(args)
     logger.info("training finished in %.1f min: %s", (time.monotonic() - started) / 60, run)
     if not args.no_ship:
-        ship(run, args.out, args.conf, args.classifier, args.ship_imgsz)
+        ship(run, args.out, args.conf, args.classifier, args.ship_imgsz, args.face_check)
 
 
 if __name__ == "__main__":

@@ -173,6 +173,33 @@ def per_class_accuracy(
     }
 
 
+def run_epoch(
+    model: EmotionCNN,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    data: tuple[torch.Tensor, torch.Tensor],
+    batch: int,
+    generator: torch.Generator,
+    smoothing: float = 0.0,
+    class_weight: torch.Tensor | None = None,
+) -> float:
+    """One shuffled pass over uint8 crops with augmentation; the mean training loss."""
+    images, targets = data
+    model.train()
+    order = torch.randperm(len(targets), generator=generator)
+    running = 0.0
+    for start in range(0, len(order), batch):
+        index = order[start : start + batch]
+        x = augment(images[index].float() / 255.0, generator)
+        loss = F.cross_entropy(model(x), targets[index], weight=class_weight, label_smoothing=smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        running += loss.item() * len(index)
+    return running / max(1, len(order))
+
+
 def train(args: argparse.Namespace) -> dict[str, Any]:
     set_torch_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -206,18 +233,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     generator = torch.Generator().manual_seed(args.seed)
     started, best, history = time.monotonic(), -1.0, []
     for epoch in range(1, args.epochs + 1):
-        model.train()
-        order = torch.randperm(len(train_y), generator=generator)
-        running = 0.0
-        for start in range(0, len(order), args.batch):
-            index = order[start : start + args.batch]
-            x = augment(train_x[index].float() / 255.0, generator)
-            loss = F.cross_entropy(model(x), train_y[index], label_smoothing=0.1)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            running += loss.item() * len(index)
+        mean_loss = run_epoch(
+            model, optimizer, scheduler, (train_x, train_y), args.batch, generator, smoothing=0.1
+        )
         held = accuracy(model, hold_x, hold_y)
         fer_val = accuracy(model, fer_val_x, fer_val_y)
         score = held if not math.isnan(held) else fer_val
@@ -225,7 +243,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         history.append(
             {
                 "epoch": epoch,
-                "loss": round(running / len(order), 4),
+                "loss": round(mean_loss, 4),
                 "held_out_acc": round(held, 4),
                 "fer_val_acc": round(fer_val, 4),
                 "minutes": round(elapsed / 60, 2),

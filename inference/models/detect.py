@@ -2,8 +2,11 @@
 
 Both detectors take a batch of ``DecodedImage`` and return typed results with boxes in the
 original upload's pixels. The emotion detector reads ``metadata.json`` beside its weights for
-``imgsz``/``conf`` (settings override them) and, when it names a ``classifier``, relabels each
-face box with the second-stage ``inference.models.face_classifier.FaceEmotionClassifier``.
+``imgsz``/``conf`` (settings override them). When it names a ``face_check``, a face box must also
+pass ``inference.models.face_classifier.FaceCheck`` (p(face) ≥ ``face_check_min``), which lets the
+detector run at a threshold low enough for small faces without calling a dog's face a face; when it
+names a ``classifier``, each face box that is left gets its emotion from the second-stage
+``inference.models.face_classifier.FaceEmotionClassifier``.
 
 The shipped everyday detector is one joint model: its emotion classes are faces and every other
 class is an object, so a single pass gives both (``EmotionDetector.detect_all``); faces and objects
@@ -62,6 +65,14 @@ class FaceClassifier(Protocol):
     """What the optional second stage (``inference.models.face_classifier``) provides."""
 
     def classify(self, crops: list[Image.Image]) -> list[tuple[str, float]]: ...
+
+
+class FaceChecker(Protocol):
+    """What the optional face check (``inference.models.face_classifier.FaceCheck``) provides."""
+
+    def crop(self, image: Image.Image, box: Box) -> Image.Image: ...
+
+    def is_face(self, crops: Sequence[Image.Image]) -> list[bool]: ...
 
 
 def resolve_weights(settings: Settings, value: str) -> str:
@@ -189,9 +200,11 @@ class EmotionDetector:
         runner: YoloRunner,
         classifier: FaceClassifier | None = None,
         object_conf: float | None = None,
+        face_check: FaceChecker | None = None,
     ) -> None:
         self.runner = runner
         self.classifier = classifier
+        self.face_check = face_check
         # Faces keep the runner's conf; objects of a joint model theirs (None: the runner's too).
         self.face_conf = runner.conf
         has_objects = bool(self.object_names)
@@ -210,8 +223,11 @@ class EmotionDetector:
             max_det=int(metadata.get("max_det", DEFAULT_MAX_DET)),
         )
         classifier = _load_classifier(weights, metadata.get("classifier"), device)
+        face_check = _load_face_check(
+            weights, metadata.get("face_check"), metadata.get("face_check_min"), device
+        )
         object_conf = _first_not_none(settings.object_conf, metadata.get("object_conf"), DEFAULT_OBJECT_CONF)
-        return cls(runner, classifier, object_conf)
+        return cls(runner, classifier, object_conf, face_check)
 
     @property
     def names(self) -> list[str]:
@@ -234,6 +250,10 @@ class EmotionDetector:
             )
             for boxes in predicted
         ]
+        if self.face_check is not None:
+            faces_raw = [
+                self._checked(item.image, boxes) for item, boxes in zip(images, faces_raw, strict=True)
+            ]
         if self.classifier is not None:
             faces_raw = [
                 self._relabel(item.image, boxes) for item, boxes in zip(images, faces_raw, strict=True)
@@ -243,6 +263,15 @@ class EmotionDetector:
             things = [b for b in boxes if not is_known_emotion(b.label) and b.confidence >= self.object_conf]
             results.append((_faces(item, faces), _objects(item, things)))
         return results
+
+    def _checked(self, image: Image.Image, boxes: list[RawBox]) -> list[RawBox]:
+        """Only the boxes the face check calls faces. It runs after the de-duplication, so a rejected
+        box never frees a weaker duplicate of itself, and a threshold sweep over the kept boxes equals
+        running at that threshold."""
+        if not boxes or self.face_check is None:
+            return boxes
+        verdicts = self.face_check.is_face([self.face_check.crop(image, box.box) for box in boxes])
+        return [box for box, is_face in zip(boxes, verdicts, strict=True) if is_face]
 
     def _relabel(self, image: Image.Image, boxes: list[RawBox]) -> list[RawBox]:
         """Second stage: the classifier's emotion replaces the detector's for each face crop."""
@@ -308,6 +337,17 @@ def _load_classifier(weights: str, filename: object, device: str) -> FaceClassif
     logger.info("loading second-stage face classifier %s", path)
     classifier: FaceClassifier = module.FaceEmotionClassifier.load(path, device)
     return classifier
+
+
+def _load_face_check(weights: str, filename: object, threshold: object, device: str) -> FaceChecker | None:
+    if not filename:
+        return None
+    module = importlib.import_module("inference.models.face_classifier")
+    path = Path(weights).parent / str(filename)
+    logger.info("loading face check %s", path)
+    chosen = None if threshold is None else float(threshold)  # type: ignore[arg-type]
+    face_check: FaceChecker = module.FaceCheck.load(path, device, chosen)
+    return face_check
 
 
 def _with_margin(box: Box, size: tuple[int, int]) -> tuple[int, int, int, int]:

@@ -26,7 +26,8 @@ Box = tuple[float, float, float, float]
 @dataclass(frozen=True)
 class ClassifierConfig:
     classes: tuple[str, ...] = ("anger", "sad", "panic", "happy", "neutral")
-    size: int = 48  # square grey input, as FER2013
+    size: int = 48  # square input, as FER2013
+    channels: int = 1  # 1: grey (the emotion classifier, trained with FER2013); 3: RGB (the face check)
     margin: float = 0.1  # crop = box grown by this fraction of its size on every side
     widths: tuple[int, ...] = (32, 64, 128, 256)
     dropout: float = 0.3
@@ -58,7 +59,7 @@ class EmotionCNN(nn.Module):
 
     def __init__(self, config: ClassifierConfig) -> None:
         super().__init__()
-        widths = (1, *config.widths)
+        widths = (config.channels, *config.widths)
         self.features = nn.Sequential(*(_block(a, b) for a, b in itertools.pairwise(widths)))
         self.head = nn.Sequential(
             nn.Flatten(), nn.Dropout(config.dropout), nn.Linear(widths[-1], len(config.classes))
@@ -80,16 +81,18 @@ def crop_face(image: Image.Image, box: Box, margin: float) -> Image.Image:
     return image.crop((left, top, right, bottom))
 
 
-def to_tensor(crops: Sequence[Image.Image], size: int) -> torch.Tensor:
-    """Grey, ``size``×``size``, scaled to [0, 1]: shape (N, 1, size, size)."""
+def to_tensor(crops: Sequence[Image.Image], size: int, channels: int = 1) -> torch.Tensor:
+    """Grey (``channels`` 1) or RGB (3), ``size``×``size``, in [0, 1]: shape (N, channels, size, size)."""
+    mode = "L" if channels == 1 else "RGB"
     arrays = [
         torch.frombuffer(
-            bytearray(c.convert("L").resize((size, size), Image.Resampling.BILINEAR).tobytes()),
+            bytearray(c.convert(mode).resize((size, size), Image.Resampling.BILINEAR).tobytes()),
             dtype=torch.uint8,
         )
         for c in crops
     ]
-    return torch.stack(arrays).view(len(crops), 1, size, size).float() / 255.0
+    pixels = torch.stack(arrays).view(len(crops), size, size, channels).permute(0, 3, 1, 2)
+    return pixels.contiguous().float() / 255.0
 
 
 class FaceEmotionClassifier:
@@ -118,7 +121,7 @@ class FaceEmotionClassifier:
 
     @torch.inference_mode()
     def probabilities(self, crops: Sequence[Image.Image]) -> torch.Tensor:
-        batch = to_tensor(crops, self.config.size).to(self.device)
+        batch = to_tensor(crops, self.config.size, self.config.channels).to(self.device)
         # The mean of a crop and its mirror image: cheap test-time augmentation, steadier labels.
         logits = self.model(batch) + self.model(torch.flip(batch, dims=(3,)))
         return torch.softmax(logits / 2, dim=1).cpu()
@@ -136,3 +139,40 @@ def save_checkpoint(path: Path, model: EmotionCNN, config: ClassifierConfig, met
     state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"config": asdict(config), "model": state, "metrics": metrics}, path)
+
+
+FACE_CLASS = "face"
+
+
+class FaceCheck:
+    """Second stage that asks whether a detected face box shows a face at all.
+
+    A two-class ``EmotionCNN`` (``("other", "face")``, RGB crops; ``training.train_face_check``) that
+    the detector's face boxes must pass: the detector alone either misses small faces or, at a
+    threshold low enough to find them, calls wheels, paws and patterned cloth faces.
+    """
+
+    def __init__(self, classifier: FaceEmotionClassifier, threshold: float) -> None:
+        if FACE_CLASS not in classifier.classes:
+            raise ValueError(f"a face check needs a {FACE_CLASS!r} class, got {classifier.classes}")
+        self.classifier = classifier
+        self.threshold = threshold
+        self.face_index = classifier.classes.index(FACE_CLASS)
+
+    @classmethod
+    def load(cls, path: Path, device: str = "cpu", threshold: float | None = None) -> FaceCheck:
+        classifier = FaceEmotionClassifier.load(path, device)
+        chosen = threshold if threshold is not None else float(classifier.config.extra.get("threshold", 0.5))
+        logger.info("face check %s: keeps boxes with p(face) >= %.3f", path.name, chosen)
+        return cls(classifier, chosen)
+
+    def crop(self, image: Image.Image, box: Box) -> Image.Image:
+        return self.classifier.crop(image, box)
+
+    def face_probability(self, crops: Sequence[Image.Image]) -> list[float]:
+        if not crops:
+            return []
+        return self.classifier.probabilities(crops)[:, self.face_index].tolist()
+
+    def is_face(self, crops: Sequence[Image.Image]) -> list[bool]:
+        return [p >= self.threshold for p in self.face_probability(crops)]
