@@ -65,6 +65,18 @@ def test_fer_classes_are_remapped_by_name(tmp_path: Path) -> None:
     assert y.tolist() == [3, 1]  # happy → 3, sad → 1, disgust dropped
 
 
+def test_fer_limit_samples_every_class_of_a_file_sorted_by_class(tmp_path: Path) -> None:
+    labels = np.repeat(np.arange(5, dtype=np.uint8), 100)  # the shared files are sorted like this
+    np.savez(
+        tmp_path / "f.npz", images=np.zeros((500, 48, 48), np.uint8), labels=labels, names=np.array(NAMES)
+    )
+    _, y = train_face_classifier.load_fer(tmp_path / "f.npz", tuple(NAMES), limit=100)
+    counts = np.bincount(y.numpy(), minlength=5)
+    assert len(y) == 100 and counts.min() >= 8  # ~20 per class, not the first 100 (all "anger")
+    _, again = train_face_classifier.load_fer(tmp_path / "f.npz", tuple(NAMES), limit=100)
+    assert torch.equal(y, again)  # seeded
+
+
 def test_tiny_training_run_saves_a_loadable_classifier(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     fer = tmp_path / "fer"

@@ -66,15 +66,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 # --- data ------------------------------------------------------------------------------------------
-def load_fer(path: Path, classes: Sequence[str], limit: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """FER2013 crops whose class name is one of ``classes`` (ids remapped by name)."""
+def load_fer(
+    path: Path, classes: Sequence[str], limit: int = 0, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """FER2013 crops whose class name is one of ``classes`` (ids remapped by name); with ``limit``, a
+    seeded random sample of that many. The files are sorted by class, so their first N crops would hold
+    no ``happy`` or ``neutral`` face at all (what the session-1 classifier was trained with)."""
     with np.load(path, allow_pickle=False) as data:
         images, labels, names = data["images"], data["labels"], [str(n) for n in data["names"]]
     remap = np.array([classes.index(n) if n in classes else -1 for n in names])
     keep = remap[labels] >= 0
     images, targets = images[keep], remap[labels[keep]]
-    if limit:
-        images, targets = images[:limit], targets[:limit]
+    if limit and limit < len(targets):
+        chosen = np.sort(np.random.default_rng(seed).permutation(len(targets))[:limit])
+        images, targets = images[chosen], targets[chosen]
     return torch.from_numpy(images).unsqueeze(1), torch.from_numpy(targets).long()
 
 
@@ -205,8 +210,10 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(args.seed)
     config = ClassifierConfig(widths=tuple(args.widths))
     names = dataset_names(args.faces)
-    fer_x, fer_y = load_fer(args.fer / "fer2013_train.npz", config.classes, args.fer_limit)
-    fer_val_x, fer_val_y = load_fer(args.fer / "fer2013_validation.npz", config.classes, args.fer_limit)
+    fer_x, fer_y = load_fer(args.fer / "fer2013_train.npz", config.classes, args.fer_limit, args.seed)
+    fer_val_x, fer_val_y = load_fer(
+        args.fer / "fer2013_validation.npz", config.classes, args.fer_limit, args.seed
+    )
     per_image = detection_crops(args.faces, "train", config, names)
     random.Random(args.seed).shuffle(per_image)
     n_hold = max(1, len(per_image) // 10) if len(per_image) > 1 else 0
