@@ -287,15 +287,30 @@ def test_shipped_weights_comment_on_a_photo_with_faces(zidane_jpg: Path) -> None
     settings = make_settings(DEFAULT_WEIGHTS_DIR)
     loaded = Pipeline.from_settings(settings)
     buffer = io.BytesIO()
-    # The shipped detector is trained on close-up faces: crop zidane.jpg to the head of the man on the right.
+    # The head of the man on the right of zidane.jpg (Zidane's smile), as a PNG upload.
     Image.open(zidane_jpg).crop((700, 0, 1180, 480)).save(buffer, format="PNG")
     for name in loaded.generator_names():
         result = run_one(loaded, buffer.getvalue(), generator=name, sample=False)
         assert has_hangul(result.comment)
         assert "\ufffd" not in result.comment
         assert len(result.faces) == 1, "one face in the crop, reported once"
-        assert result.keywords[0] == result.faces[0].keyword
+        face = result.faces[0]
+        # Its emotion leads the keywords; a neutral face adds none (and so claims no mood).
+        assert result.keywords[:1] == ([face.keyword] if face.keyword else [])
+        assert face.keyword or not claims_mood(result.comment)
         assert_inside(result)
+
+
+def test_shipped_weights_write_zidanes_smile_with_each_generator(zidane_jpg: Path) -> None:
+    """The README's first photo: Zidane's face is found and smiles (the first classifier called it anger),
+    and each generator writes the comment from that emotion."""
+    loaded = Pipeline.from_settings(make_settings(DEFAULT_WEIGHTS_DIR))
+    for name in loaded.generator_names():
+        result = run_one(loaded, zidane_jpg.read_bytes(), generator=name, sample=False)
+        strongest = max(result.faces, key=lambda f: f.confidence)
+        assert strongest.label == "happy" and result.keywords[0] == strongest.keyword == "기쁨"
+        assert not result.fallback and result.generator == name
+        assert has_hangul(result.comment) and "\ufffd" not in result.comment
 
 
 def test_a_face_found_twice_with_two_emotions_is_reported_once() -> None:

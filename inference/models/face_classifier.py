@@ -1,5 +1,7 @@
-"""Second stage: a small CNN that re-labels the emotion of each face box the detector finds.
+"""Second stages on face crops: small CNNs that check and re-label each face box the detector finds.
 
+``FaceCheck`` (two classes, RGB) drops boxes that show no face; ``FaceEmotionClassifier`` (the five
+emotions, grey, FER2013-sized) gives each remaining face its emotion. Both are an ``EmotionCNN``.
 The checkpoint carries its own config (class names, input size, crop margin, widths), so the
 runtime needs nothing but the file: ``{"config": {...}, "model": state_dict, "metrics": {...}}``.
 Crops are taken with :func:`crop_face` — the same margin the classifier was trained with.
