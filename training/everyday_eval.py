@@ -123,7 +123,9 @@ def load_photos(everyday: Path, objects_root: Path, split: str = "val") -> list[
                 path=objects_root / "images" / split / f"{stem}.jpg",
                 size=(width, height),
                 teacher=teacher,
-                objects=_voc_objects(objects_root / "labels" / split / f"{stem}.txt", names, width, height),
+                objects=read_yolo_labels(
+                    objects_root / "labels" / split / f"{stem}.txt", names, width, height
+                ),
             )
         )
     return photos
@@ -133,7 +135,8 @@ def _box(values: Sequence[float]) -> Box:
     return (float(values[0]), float(values[1]), float(values[2]), float(values[3]))
 
 
-def _voc_objects(label: Path, names: Sequence[str], width: int, height: int) -> list[tuple[str, Box]]:
+def read_yolo_labels(label: Path, names: Sequence[str], width: int, height: int) -> list[tuple[str, Box]]:
+    """(class name, box in pixels) per line of a YOLO label file (none when the file is missing)."""
     found = []
     for line in label.read_text(encoding="utf-8").splitlines() if label.is_file() else []:
         parts = line.split()

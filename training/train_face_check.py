@@ -45,6 +45,7 @@ from inference.models.face_classifier import (
     ClassifierConfig,
     EmotionCNN,
     crop_face,
+    mirrored_logits,
     save_checkpoint,
     to_tensor,
 )
@@ -52,8 +53,9 @@ from inference.models.runtime import prepare_offline_ultralytics, set_torch_thre
 from inference.results import Box, box_intersection
 from inference.results import box_iou as iou
 from inference.settings import REPO_ROOT
+from inference.text.labels import is_known_emotion
 from training import everyday_eval as ev
-from training.train_face_classifier import run_epoch
+from training.train_face_classifier import dataset_names, one_cycle_adamw, run_epoch
 
 logger = logging.getLogger(__name__)
 
@@ -137,26 +139,13 @@ def animal_windows(animals: Sequence[Box], avoid: Sequence[Box], count: int, rng
     return windows
 
 
-def closeup_faces(label: Path, size: tuple[int, int], face_classes: int = 5) -> list[Box]:
-    width, height = size
-    boxes = []
-    for line in label.read_text(encoding="utf-8").splitlines() if label.is_file() else []:
-        parts = line.split()
-        if len(parts) == 5 and int(parts[0]) < face_classes:
-            cx, cy, w, h = (float(v) for v in parts[1:])
-            boxes.append(
-                ((cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height)
-            )
-    return boxes
-
-
 def mine(args: argparse.Namespace, config: ClassifierConfig) -> list[PhotoCrops]:
     """Detector candidates, teacher / labelled faces and random windows of every train photo, cropped."""
     prepare_offline_ultralytics()
     from inference.models.detect import YoloRunner, one_box_per_face
-    from inference.text.labels import is_known_emotion
 
     runner = YoloRunner(str(args.weights), "cpu", imgsz=args.imgsz, conf=args.mine_conf, max_det=20)
+    names = dataset_names(args.everyday)
     rng = random.Random(args.seed)
     photos: list[tuple[str, Path, list[Box], list[Box], bool, list[Box]]] = []
     for photo in ev.load_photos(args.everyday, args.objects, "train"):
@@ -177,7 +166,9 @@ def mine(args: argparse.Namespace, config: ClassifierConfig) -> list[PhotoCrops]
             image = ImageOps.exif_transpose(raw).convert("RGB")
         closeup = name.startswith("faces_")
         if closeup:
-            faces = known = closeup_faces(args.everyday / "labels" / "train" / f"{name}.txt", image.size)
+            label_file = args.everyday / "labels" / "train" / f"{name}.txt"
+            labelled = ev.read_yolo_labels(label_file, names, *image.size)
+            faces = known = [box for label, box in labelled if is_known_emotion(label)]
         found = one_box_per_face([b for b in runner.predict([image])[0] if is_known_emotion(b.label)])
         boxes, labels, candidate = [], [], []
         for raw_box in found:
@@ -234,8 +225,7 @@ def face_probability(model: EmotionCNN, images: torch.Tensor, batch: int = 512) 
     out = []
     for start in range(0, len(images), batch):
         x = images[start : start + batch].float() / 255.0
-        logits = (model(x) + model(torch.flip(x, dims=(3,)))) / 2
-        out.append(torch.softmax(logits, dim=1)[:, FACE])
+        out.append(torch.softmax(mirrored_logits(model, x), dim=1)[:, FACE])
     return torch.cat(out) if out else torch.empty(0)
 
 
@@ -299,11 +289,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         int((hold_y == FACE).sum()),
     )
     model = EmotionCNN(config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     steps = math.ceil(len(train_y) / args.batch) * args.epochs
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=args.lr, total_steps=steps, pct_start=0.15
-    )
+    optimizer, scheduler = one_cycle_adamw(model, args.lr, args.weight_decay, steps)
     generator = torch.Generator().manual_seed(args.seed)
     started, best, history = time.monotonic(), math.inf, []
     for epoch in range(1, args.epochs + 1):

@@ -32,6 +32,7 @@ from inference.models.face_classifier import (
     ClassifierConfig,
     EmotionCNN,
     crop_face,
+    mirrored_logits,
     save_checkpoint,
     to_tensor,
 )
@@ -163,7 +164,7 @@ def accuracy(model: EmotionCNN, images: torch.Tensor, targets: torch.Tensor, bat
     correct = 0
     for start in range(0, len(targets), batch):
         x = images[start : start + batch].float() / 255.0
-        logits = model(x) + model(torch.flip(x, dims=(3,)))
+        logits = mirrored_logits(model, x)
         correct += int((logits.argmax(1) == targets[start : start + batch]).sum())
     return correct / len(targets)
 
@@ -176,6 +177,17 @@ def per_class_accuracy(
         for i, name in enumerate(classes)
         if int((targets == i).sum())
     }
+
+
+def one_cycle_adamw(
+    model: EmotionCNN, lr: float, weight_decay: float, total_steps: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """AdamW with a one-cycle rate (15% warm-up), the schedule both crop classifiers train with."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=lr, total_steps=total_steps, pct_start=0.15
+    )
+    return optimizer, scheduler
 
 
 def run_epoch(
@@ -232,11 +244,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     )
 
     model = EmotionCNN(config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     steps_per_epoch = math.ceil(len(train_y) / args.batch)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=args.lr, total_steps=steps_per_epoch * args.epochs, pct_start=0.15
-    )
+    optimizer, scheduler = one_cycle_adamw(model, args.lr, args.weight_decay, steps_per_epoch * args.epochs)
     generator = torch.Generator().manual_seed(args.seed)
     started, best, history = time.monotonic(), -1.0, []
     for epoch in range(1, args.epochs + 1):

@@ -72,6 +72,12 @@ class EmotionCNN(nn.Module):
         return self.head(features.mean(dim=(2, 3)))
 
 
+def mirrored_logits(model: EmotionCNN, batch: torch.Tensor) -> torch.Tensor:
+    """The mean logits of each crop and its mirror image: cheap test-time augmentation, steadier labels
+    (what the runtime and the training scripts' held-out scores use)."""
+    return (model(batch) + model(torch.flip(batch, dims=(3,)))) / 2
+
+
 def crop_face(image: Image.Image, box: Box, margin: float) -> Image.Image:
     """The face box grown by ``margin`` on each side, clipped to the image."""
     x1, y1, x2, y2 = box
@@ -124,9 +130,7 @@ class FaceEmotionClassifier:
     @torch.inference_mode()
     def probabilities(self, crops: Sequence[Image.Image]) -> torch.Tensor:
         batch = to_tensor(crops, self.config.size, self.config.channels).to(self.device)
-        # The mean of a crop and its mirror image: cheap test-time augmentation, steadier labels.
-        logits = self.model(batch) + self.model(torch.flip(batch, dims=(3,)))
-        return torch.softmax(logits / 2, dim=1).cpu()
+        return torch.softmax(mirrored_logits(self.model, batch), dim=1).cpu()
 
     def classify(self, crops: list[Image.Image]) -> list[tuple[str, float]]:
         if not crops:
