@@ -123,14 +123,17 @@ def test_ship_only_from_a_run_folder(trained: Path, tmp_path: Path) -> None:
     (out / "metadata.json").write_text('{"classifier": "stale.pt", "metrics": {"map50": 0.9}}')
     classifier = tiny_classifier(tmp_path / "face_classifier.pt", ("sad", "happy"))
     face_check = tiny_classifier(tmp_path / "face_check.pt", ("other", "face"))
+    object_check = tiny_classifier(tmp_path / "object_check.pt", ("other", "chair"))
 
     stages = ["--classifier", str(classifier), "--face-check", str(face_check)]
+    stages += ["--object-check", str(object_check)]
     train_detector.main(["--ship-only", str(run), "--out", str(out), "--conf", "0.3", *stages])
 
     metadata = json.loads((out / "metadata.json").read_text(encoding="utf-8"))
     assert metadata["conf"] == 0.3 and metadata["classes"] == NAMES and metadata["imgsz"] == 64
     assert metadata["classifier"] == "face_classifier.pt" and (out / "face_classifier.pt").exists()
     assert metadata["face_check"] == "face_check.pt" and (out / "face_check.pt").exists()
+    assert metadata["object_check"] == "object_check.pt" and (out / "object_check.pt").exists()
     assert "metrics" not in metadata  # a fresh file: the old model's numbers don't describe this one
     assert "CC BY 4.0" in metadata["licences"]["data"]
     assert (run / "weights" / "best.pt").exists()
@@ -140,7 +143,7 @@ def test_ship_only_from_a_run_folder(trained: Path, tmp_path: Path) -> None:
     train_detector.main(["--ship-only", str(run), "--out", str(out), "--classifier", str(shipped)])
     reshipped = json.loads((out / "metadata.json").read_text(encoding="utf-8"))
     assert reshipped["classifier"] == shipped.name
-    assert "face_check" not in reshipped  # not asked for: the detector runs without it
+    assert "face_check" not in reshipped and "object_check" not in reshipped  # not asked for: none runs
     assert shipped.stat().st_size == classifier.stat().st_size
 
 

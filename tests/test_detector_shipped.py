@@ -30,8 +30,9 @@ def test_shipped_files_and_metadata() -> None:
     assert 0.0 < meta["conf"] < 1.0
     if meta.get("classifier"):
         assert (EMOTION_DIR / meta["classifier"]).stat().st_size < 2_000_000
-    if meta.get("face_check"):
-        assert (EMOTION_DIR / meta["face_check"]).stat().st_size < 1_000_000
+    for check in ("face_check", "object_check"):
+        if meta.get(check):
+            assert (EMOTION_DIR / meta[check]).stat().st_size < 1_000_000
     metrics = meta["metrics"]
     assert 0.0 < metrics["box"]["map50"] <= 1.0
     assert set(metrics["box"]["per_class"]) == set(meta["classes"][:5])  # close-ups: the emotions
@@ -56,6 +57,7 @@ def test_shipped_detector_loads_as_the_bot_loads_it(zidane_jpg: Path) -> None:
     assert detector.runner.imgsz == metadata()["imgsz"]
     assert (detector.classifier is not None) == bool(metadata().get("classifier"))
     assert (detector.face_check is not None) == bool(metadata().get("face_check"))
+    assert (detector.object_check is not None) == bool(metadata().get("object_check"))
     faces = detector.detect([decode_image(zidane_jpg.read_bytes())])[0]
     assert all(f.label in detector.names for f in faces)
 

@@ -20,7 +20,7 @@ from inference.models.face_classifier import (
 )
 from inference.models.runtime import prepare_offline_ultralytics
 from tests.conftest import make_settings
-from tests.fixtures.tiny_models import make_tiny_detector
+from tests.fixtures.tiny_models import make_colour_classifier, make_tiny_detector
 from training import train_face_check
 
 NAMES = ["anger", "sad", "panic", "happy", "neutral"]
@@ -28,29 +28,8 @@ NAMES = ["anger", "sad", "panic", "happy", "neutral"]
 
 def red_means_other(path: Path, threshold: float = 0.5) -> Path:
     """A face check that calls a crop "other" in proportion to its red channel, "face" otherwise."""
-    config = ClassifierConfig(
-        classes=("other", FACE_CLASS),
-        size=8,
-        channels=3,
-        widths=(3,),
-        dropout=0.0,
-        extra={"threshold": threshold},
-    )
-    model = EmotionCNN(config)
-    with torch.no_grad():
-        conv1, bn1, _, conv2, bn2 = model.features[0][:5]
-        for conv in (conv1, conv2):  # two identity 3×3 convolutions
-            conv.weight.zero_()
-            for channel in range(3):
-                conv.weight[channel, channel, 1, 1] = 1.0
-        for bn in (bn1, bn2):
-            bn.running_mean.zero_()
-            bn.running_var.fill_(1.0 - bn.eps)
-        linear = model.head[2]
-        linear.weight.copy_(torch.tensor([[20.0, 0.0, 0.0], [0.0, 0.0, 0.0]]))
-        linear.bias.copy_(torch.tensor([-5.0, 0.0]))
-    save_checkpoint(path, model, config, {})
-    return path
+    weights = [[20.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
+    return make_colour_classifier(path, ("other", FACE_CLASS), weights, [-5.0, 0.0], threshold=threshold)
 
 
 def test_rgb_crops_keep_channel_order() -> None:

@@ -405,7 +405,16 @@ def evaluate_closeups(args: argparse.Namespace) -> dict[str, Any]:
     report["detector_only"] = pipeline_accuracy(EmotionDetector(runner, None), samples, settings)
     face_check = _face_check(args.face_check, metadata, args.weights.parent, args.device)
     report["face_check"] = None if face_check is None else {"threshold": face_check.threshold}
-    final = EmotionDetector(runner, classifier, face_check=face_check)
+    # The object check and threshold the metadata names, so the latency is the bot's whole detector stage.
+    object_check = _object_check(metadata, args.weights.parent, args.device)
+    object_conf = metadata.get("object_conf")
+    final = EmotionDetector(
+        runner,
+        classifier,
+        object_conf=None if object_conf is None else float(object_conf),
+        face_check=face_check,
+        object_check=object_check,
+    )
     if classifier is not None:
         report["with_classifier"] = pipeline_accuracy(final, samples, settings)
     if args.latency_images:
@@ -481,7 +490,7 @@ def latency(detector: Any, samples: Sequence[Sample], settings: Any, threads: in
         "imgsz": detector.runner.imgsz,
     }
     stages = {"detector": lambda item: detector.runner.predict([item.image])}
-    if detector.classifier is not None or detector.face_check is not None:
+    if any(stage is not None for stage in (detector.classifier, detector.face_check, detector.object_check)):
         stages["with_classifier"] = lambda item: detector.detect([item])
     for name, run in stages.items():
         for item in items[:2]:
@@ -525,6 +534,16 @@ def _face_check(choice: str, metadata: dict[str, Any], folder: Path, device: str
 
     threshold = metadata.get("face_check_min") if choice == "auto" else None
     return FaceCheck.load(path, device, None if threshold is None else float(threshold))
+
+
+def _object_check(metadata: dict[str, Any], folder: Path, device: str) -> Any:
+    path = _stage_path("auto", metadata, "object_check", folder)
+    if path is None:
+        return None
+    from inference.models.object_check import ObjectCheck
+
+    threshold = metadata.get("object_check_min")
+    return ObjectCheck.load(path, device, None if threshold is None else float(threshold))
 
 
 def _check_names(data_names: Sequence[str], model_names: Sequence[str]) -> None:

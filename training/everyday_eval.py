@@ -74,7 +74,7 @@ FACE_CONF_GRID = (
     0.5,
     0.6,
 )
-OBJECT_CONF_GRID = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7)
+OBJECT_CONF_GRID = (0.05, 0.08, 0.1, 0.12, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7)
 SWEEP_CONF = 0.02  # the low threshold of the single pipeline pass the sweeps filter
 CONTACT_SHEET_PHOTOS = 24
 PERSON = "person"

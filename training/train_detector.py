@@ -95,6 +95,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--face-check", type=Path, default=None, help="face check checkpoint to ship too (train_face_check)"
     )
     parser.add_argument(
+        "--object-check",
+        type=Path,
+        default=None,
+        help="object check checkpoint to ship too (train_object_check)",
+    )
+    parser.add_argument(
         "--ship-imgsz", type=int, default=None, help="image size the bot runs at (default: the training size)"
     )
     return parser.parse_args(argv)
@@ -204,15 +210,15 @@ def ship(
     run: Path,
     out: Path,
     conf: float,
-    classifier: Path | None = None,
     imgsz: int | None = None,
-    face_check: Path | None = None,
+    stages: Mapping[str, Path | None] | None = None,
 ) -> Path:
     """Copy the run's best checkpoint (optimizer stripped, fp16) and write a fresh ``metadata.json``.
 
-    ``classifier`` (a ``train_face_classifier`` checkpoint) and ``face_check`` (a ``train_face_check``
-    one, which carries its own threshold) are copied beside it and named in the metadata; without them
-    the detector runs alone, whatever the folder held before.
+    ``stages`` maps a metadata key to a second-stage checkpoint: ``classifier`` (``train_face_classifier``),
+    ``face_check`` (``train_face_check``) and ``object_check`` (``train_object_check``; the checks carry
+    their own thresholds). Each is copied beside the model and named in the metadata; without them the
+    detector runs alone, whatever the folder held before.
     """
     from ultralytics.utils.torch_utils import strip_optimizer
 
@@ -234,7 +240,7 @@ def ship(
         "data": _data_description(summary.get("data")),
         "licences": LICENCES,
     }
-    for key, stage in (("classifier", classifier), ("face_check", face_check)):
+    for key, stage in (stages or {}).items():
         if stage is not None:
             copy = out / stage.name
             if not (copy.exists() and copy.samefile(stage)):  # re-shipping the folder's own copy
@@ -262,14 +268,15 @@ def _data_description(data_yaml: str | None) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
+    stages = {"classifier": args.classifier, "face_check": args.face_check, "object_check": args.object_check}
     if args.ship_only is not None:
-        ship(args.ship_only, args.out, args.conf, args.classifier, args.ship_imgsz, args.face_check)
+        ship(args.ship_only, args.out, args.conf, args.ship_imgsz, stages)
         return
     started = time.monotonic()
     run = train(args)
     logger.info("training finished in %.1f min: %s", (time.monotonic() - started) / 60, run)
     if not args.no_ship:
-        ship(run, args.out, args.conf, args.classifier, args.ship_imgsz, args.face_check)
+        ship(run, args.out, args.conf, args.ship_imgsz, stages)
 
 
 if __name__ == "__main__":

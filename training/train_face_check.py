@@ -66,29 +66,36 @@ ANIMALS = frozenset({"bird", "cat", "cow", "dog", "horse", "sheep"})
 UNKNOWN = -1
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def crop_check_parser(
+    doc: str, *, out: str, mine_conf: float, size: int, margin: float, epochs: int
+) -> argparse.ArgumentParser:
+    """The options both crop checks (this face check, ``training.train_object_check``) share: detector,
+    data, cache, crop and optimiser; each script adds its own."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", type=Path, default=REPO_ROOT / "weights" / "emotion" / "model.pt")
     parser.add_argument("--everyday", type=Path, default=REPO_ROOT / "data" / "everyday")
-    parser.add_argument("--objects", type=Path, default=SHARED / "objects", help="VOC set (person labels)")
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "weights" / "emotion" / "face_check.pt")
+    parser.add_argument("--objects", type=Path, default=SHARED / "objects", help="VOC set (its labels)")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "weights" / "emotion" / out)
     parser.add_argument("--cache", type=Path, default=None, help="mined crops (default: beside --everyday)")
     parser.add_argument("--imgsz", type=int, default=352, help="the detector's shipped imgsz")
-    parser.add_argument("--mine-conf", type=float, default=0.03)
-    parser.add_argument("--size", type=int, default=32)
-    parser.add_argument("--margin", type=float, default=0.2)
+    parser.add_argument("--mine-conf", type=float, default=mine_conf)
+    parser.add_argument("--size", type=int, default=size)
+    parser.add_argument("--margin", type=float, default=margin)
     parser.add_argument("--widths", type=int, nargs="+", default=[24, 48, 96])
-    parser.add_argument("--windows", type=int, default=3, help="random non-face windows per face-free photo")
-    parser.add_argument("--animal-windows", type=int, default=4, help="non-face windows per labelled animal")
-    parser.add_argument("--epochs", type=int, default=14)
+    parser.add_argument("--epochs", type=int, default=epochs)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--weight-decay", type=float, default=5e-4)
-    parser.add_argument("--keep", type=float, default=0.98, help="share of held-out true faces kept")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 = one per core")
     parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = crop_check_parser(__doc__, out="face_check.pt", mine_conf=0.03, size=32, margin=0.2, epochs=14)
+    parser.add_argument("--windows", type=int, default=3, help="random non-face windows per face-free photo")
+    parser.add_argument("--animal-windows", type=int, default=4, help="non-face windows per labelled animal")
+    parser.add_argument("--keep", type=float, default=0.98, help="share of held-out true faces kept")
     return parser.parse_args(argv)
 
 

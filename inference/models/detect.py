@@ -10,7 +10,9 @@ names a ``classifier``, each face box that is left gets its emotion from the sec
 
 The shipped everyday detector is one joint model: its emotion classes are faces and every other
 class is an object, so a single pass gives both (``EmotionDetector.detect_all``); faces and objects
-keep their own confidence thresholds (``conf`` and ``object_conf`` in the metadata). A separate
+keep their own confidence thresholds (``conf`` and ``object_conf`` in the metadata). When the metadata
+names an ``object_check``, each object box must also pass ``inference.models.object_check.ObjectCheck``
+(p(its class) ≥ ``object_check_min``), so the objects can run at a lower threshold. A separate
 ``ObjectDetector`` (``OBJECT_WEIGHTS``, e.g. an OIV7 model) replaces the joint model's objects.
 
 Call ``inference.models.runtime.prepare_offline_ultralytics()`` before importing this module.
@@ -73,6 +75,14 @@ class FaceChecker(Protocol):
     def crop(self, image: Image.Image, box: Box) -> Image.Image: ...
 
     def is_face(self, crops: Sequence[Image.Image]) -> list[bool]: ...
+
+
+class ObjectChecker(Protocol):
+    """What the optional object check (``inference.models.object_check.ObjectCheck``) provides."""
+
+    def crop(self, image: Image.Image, box: Box) -> Image.Image: ...
+
+    def keeps(self, crops: Sequence[Image.Image], labels: Sequence[str]) -> list[bool]: ...
 
 
 def resolve_weights(settings: Settings, value: str) -> str:
@@ -201,10 +211,12 @@ class EmotionDetector:
         classifier: FaceClassifier | None = None,
         object_conf: float | None = None,
         face_check: FaceChecker | None = None,
+        object_check: ObjectChecker | None = None,
     ) -> None:
         self.runner = runner
         self.classifier = classifier
         self.face_check = face_check
+        self.object_check = object_check
         # Faces keep the runner's conf; objects of a joint model theirs (None: the runner's too).
         self.face_conf = runner.conf
         has_objects = bool(self.object_names)
@@ -226,8 +238,11 @@ class EmotionDetector:
         face_check = _load_face_check(
             weights, metadata.get("face_check"), metadata.get("face_check_min"), device
         )
+        object_check = _load_object_check(
+            weights, metadata.get("object_check"), metadata.get("object_check_min"), device
+        )
         object_conf = _first_not_none(settings.object_conf, metadata.get("object_conf"), DEFAULT_OBJECT_CONF)
-        return cls(runner, classifier, object_conf, face_check)
+        return cls(runner, classifier, object_conf, face_check, object_check)
 
     @property
     def names(self) -> list[str]:
@@ -261,6 +276,7 @@ class EmotionDetector:
         results = []
         for item, faces, boxes in zip(images, faces_raw, predicted, strict=True):
             things = [b for b in boxes if not is_known_emotion(b.label) and b.confidence >= self.object_conf]
+            things = self._checked_objects(item.image, things)
             results.append((_faces(item, faces), _objects(item, things)))
         return results
 
@@ -272,6 +288,14 @@ class EmotionDetector:
             return boxes
         verdicts = self.face_check.is_face([self.face_check.crop(image, box.box) for box in boxes])
         return [box for box, is_face in zip(boxes, verdicts, strict=True) if is_face]
+
+    def _checked_objects(self, image: Image.Image, boxes: list[RawBox]) -> list[RawBox]:
+        """Only the object boxes whose class the object check confirms (all of them without a check)."""
+        if not boxes or self.object_check is None:
+            return boxes
+        crops = [self.object_check.crop(image, box.box) for box in boxes]
+        verdicts = self.object_check.keeps(crops, [box.label for box in boxes])
+        return [box for box, kept in zip(boxes, verdicts, strict=True) if kept]
 
     def _relabel(self, image: Image.Image, boxes: list[RawBox]) -> list[RawBox]:
         """Second stage: the classifier's emotion replaces the detector's for each face crop."""
@@ -340,14 +364,34 @@ def _load_classifier(weights: str, filename: object, device: str) -> FaceClassif
 
 
 def _load_face_check(weights: str, filename: object, threshold: object, device: str) -> FaceChecker | None:
+    face_check: FaceChecker | None = _load_check(
+        "inference.models.face_classifier", "FaceCheck", weights, filename, threshold, device
+    )
+    return face_check
+
+
+def _load_object_check(
+    weights: str, filename: object, threshold: object, device: str
+) -> ObjectChecker | None:
+    object_check: ObjectChecker | None = _load_check(
+        "inference.models.object_check", "ObjectCheck", weights, filename, threshold, device
+    )
+    return object_check
+
+
+def _load_check(
+    module_name: str, class_name: str, weights: str, filename: object, threshold: object, device: str
+) -> Any:
+    """A check named in the metadata (``filename`` beside the weights), at the metadata's threshold when it
+    gives one, else at the checkpoint's own; None when the metadata names none."""
     if not filename:
         return None
-    module = importlib.import_module("inference.models.face_classifier")
+    # Imported by name, and only here: a check is optional and ships with its weights.
+    check_class = getattr(importlib.import_module(module_name), class_name)
     path = Path(weights).parent / str(filename)
-    logger.info("loading face check %s", path)
+    logger.info("loading %s %s", class_name, path)
     chosen = None if threshold is None else float(threshold)  # type: ignore[arg-type]
-    face_check: FaceChecker = module.FaceCheck.load(path, device, chosen)
-    return face_check
+    return check_class.load(path, device, chosen)
 
 
 def _with_margin(box: Box, size: tuple[int, int]) -> tuple[int, int, int, int]:

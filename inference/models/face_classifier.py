@@ -117,7 +117,7 @@ class FaceEmotionClassifier:
         config = ClassifierConfig.from_dict(checkpoint["config"])
         model = EmotionCNN(config)
         model.load_state_dict({k: v.float() for k, v in checkpoint["model"].items()})
-        logger.info("face classifier %s: classes %s, input %d", path.name, config.classes, config.size)
+        logger.info("crop classifier %s: classes %s, input %d", path.name, config.classes, config.size)
         return cls(model, config, device)
 
     @property

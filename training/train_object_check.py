@@ -1,0 +1,352 @@
+"""Train the object check (``inference.models.object_check.ObjectCheck``): does an object box show its class?
+
+Example::
+
+    python -m training.train_object_check --weights weights/emotion/model.pt --everyday data/everyday \\
+        --objects ../shared/data/objects --out weights/emotion/object_check.pt --threads 2
+
+Data, all from the VOC *train* photos of the everyday set (``training.label_everyday``); val stays the test:
+
+- *candidates*: every object box the detector finds at ``--mine-conf``. A candidate overlapping a VOC
+  object with IoU ≥ 0.4 takes that object's class (the detector's own class or not: the check learns
+  what is there); one overlapping no VOC object (people aside) with IoU ≥ 0.2 is ``other``; anything
+  between is left out.
+- the VOC objects themselves, with their class;
+- random windows that overlap no VOC object, as ``other``.
+
+A held-out tenth of the photos picks the epoch and the threshold, by what the bot would say there: for
+each pair of detector threshold and check threshold, the photo's object keywords against its VOC
+labels (precision: the class is in the photo; recall: objects covering ≥ 2% of it, as
+``training.everyday_eval`` scores val). The check threshold with the most recall at ``--min-precision``
+is shipped; the detector threshold is chosen again on val by ``training.evaluate_detector --set-conf``.
+Mined crops are cached (``--cache``), so a second run only trains.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F  # noqa: N812 - the usual torch spelling
+from PIL import Image, ImageOps
+
+from inference.models.face_classifier import (
+    ClassifierConfig,
+    EmotionCNN,
+    crop_face,
+    mirrored_logits,
+    save_checkpoint,
+    to_tensor,
+)
+from inference.models.object_check import OTHER_CLASS
+from inference.models.runtime import prepare_offline_ultralytics, set_torch_threads
+from inference.results import Box, box_area
+from inference.results import box_iou as iou
+from inference.text.labels import is_known_emotion
+from training import everyday_eval as ev
+from training.train_face_check import crop_check_parser
+from training.train_face_classifier import one_cycle_adamw, run_epoch
+
+logger = logging.getLogger(__name__)
+
+OTHER = 0
+UNKNOWN = -1
+SAME_OBJECT_IOU = 0.4
+NO_OBJECT_IOU = 0.2
+CONF_GRID = (0.05, 0.08, 0.1, 0.12, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6)
+CHECK_GRID = tuple(round(0.05 * i, 2) for i in range(0, 20))
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = crop_check_parser(__doc__, out="object_check.pt", mine_conf=0.05, size=40, margin=0.1, epochs=12)
+    parser.add_argument("--windows", type=int, default=2, help="random object-free windows per photo")
+    parser.add_argument("--min-precision", type=float, default=0.85, help="keyword precision to reach")
+    parser.add_argument("--photos", type=int, default=0, help="use only this many train photos (0: all)")
+    return parser.parse_args(argv)
+
+
+@dataclass(slots=True)
+class PhotoCrops:
+    """One train photo's crops and what the held-out keyword simulation needs.
+
+    ``crops`` uint8 (N, 3, S, S) with ``labels`` (check class index, ``OTHER`` = 0); for detector
+    candidates, ``predicted`` is the detector's class (as a check index) and ``conf`` its confidence,
+    −1 / 0 for the other crops. ``present`` / ``wanted``: the check classes labelled in the photo at all
+    / covering ≥ 2% of it."""
+
+    name: str
+    crops: torch.Tensor
+    labels: torch.Tensor
+    predicted: torch.Tensor
+    conf: torch.Tensor
+    present: torch.Tensor
+    wanted: torch.Tensor
+
+
+# --- mining ----------------------------------------------------------------------------------------
+def label_candidate(box: Box, objects: Sequence[tuple[int, Box]]) -> int:
+    """The class of the VOC object a detector box is (``OTHER`` when it is none, ``UNKNOWN`` between)."""
+    best_class, best = OTHER, 0.0
+    for cls, other in objects:
+        overlap = iou(box, other)
+        if overlap > best:
+            best_class, best = cls, overlap
+    if best >= SAME_OBJECT_IOU:
+        return best_class
+    return OTHER if best < NO_OBJECT_IOU else UNKNOWN
+
+
+def free_windows(
+    size: tuple[int, int], objects: Sequence[Box], count: int, rng: random.Random, tries: int = 20
+) -> list[Box]:
+    """Windows of 10–80% of the photo's sides that overlap no labelled object with IoU ≥ 0.1."""
+    width, height = size
+    windows: list[Box] = []
+    for _ in range(count * tries):
+        if len(windows) == count:
+            break
+        w, h = rng.uniform(0.1, 0.8) * width, rng.uniform(0.1, 0.8) * height
+        x, y = rng.uniform(0, width - w), rng.uniform(0, height - h)
+        window = (x, y, x + w, y + h)
+        if all(iou(window, other) < 0.1 for other in objects):
+            windows.append(window)
+    return windows
+
+
+def mine(args: argparse.Namespace, config: ClassifierConfig) -> list[PhotoCrops]:
+    """Detector candidates, VOC objects and object-free windows of every VOC train photo, cropped."""
+    prepare_offline_ultralytics()
+    from inference.models.detect import YoloRunner
+
+    runner = YoloRunner(str(args.weights), "cpu", imgsz=args.imgsz, conf=args.mine_conf, max_det=20)
+    index = {name: i for i, name in enumerate(config.classes)}
+    rng = random.Random(args.seed)
+    photos = ev.load_photos(args.everyday, args.objects, "train")
+    if args.photos:
+        photos = rng.sample(photos, min(args.photos, len(photos)))
+    mined: list[PhotoCrops] = []
+    started = time.monotonic()
+    for number, photo in enumerate(photos):
+        with Image.open(photo.path) as raw:
+            image = ImageOps.exif_transpose(raw).convert("RGB")
+        area = float(image.width * image.height)
+        objects = [(index[name], box) for name, box in photo.objects if name in index]
+        boxes: list[Box] = []
+        labels: list[int] = []
+        predicted: list[int] = []
+        confs: list[float] = []
+        for found in runner.predict([image])[0]:
+            if is_known_emotion(found.label) or found.label not in index:
+                continue
+            label = label_candidate(found.box, objects)
+            if label != UNKNOWN:
+                boxes.append(found.box)
+                labels.append(label)
+                predicted.append(index[found.label])
+                confs.append(found.confidence)
+        extra = [(cls, box) for cls, box in objects] + [
+            (OTHER, window) for window in free_windows(image.size, [b for _, b in objects], args.windows, rng)
+        ]
+        for cls, box in extra:
+            boxes.append(box)
+            labels.append(cls)
+            predicted.append(UNKNOWN)
+            confs.append(0.0)
+        if boxes:
+            crops = [crop_face(image, box, config.margin) for box in boxes]
+            pixels = (to_tensor(crops, config.size, config.channels) * 255).round().to(torch.uint8)
+            mined.append(
+                PhotoCrops(
+                    name=photo.path.name,
+                    crops=pixels,
+                    labels=torch.tensor(labels),
+                    predicted=torch.tensor(predicted),
+                    conf=torch.tensor(confs),
+                    present=torch.tensor(sorted({cls for cls, _ in objects}), dtype=torch.long),
+                    wanted=torch.tensor(
+                        sorted({cls for cls, box in objects if box_area(box) >= ev.OBJECT_MIN_SHARE * area}),
+                        dtype=torch.long,
+                    ),
+                )
+            )
+        if (number + 1) % 500 == 0:
+            logger.info("mined %d / %d photos (%.0f s)", number + 1, len(photos), time.monotonic() - started)
+    return mined
+
+
+def check_classes(weights: Path) -> tuple[str, ...]:
+    """``other`` and the detector's object classes (its non-emotion names), in the detector's order."""
+    prepare_offline_ultralytics()
+    from ultralytics import YOLO
+
+    names = dict(YOLO(str(weights)).names)
+    return (OTHER_CLASS, *(names[k] for k in sorted(names) if not is_known_emotion(names[k])))
+
+
+def load_or_mine(args: argparse.Namespace, config: ClassifierConfig) -> list[PhotoCrops]:
+    settings = f"{args.size}_{args.margin}_{args.mine_conf}_{args.windows}_{args.photos}"
+    cache = args.cache or args.everyday / f"object_check_crops_{settings}.pt"
+    if cache.is_file():
+        logger.info("using mined crops %s", cache)
+        return [PhotoCrops(**item) for item in torch.load(cache, weights_only=True)]
+    mined = mine(args, config)
+    torch.save([{f: getattr(p, f) for f in PhotoCrops.__slots__} for p in mined], cache)
+    return mined
+
+
+# --- held-out keywords -----------------------------------------------------------------------------
+@torch.inference_mode()
+def class_probabilities(model: EmotionCNN, images: torch.Tensor, batch: int = 512) -> torch.Tensor:
+    """Class probabilities per crop, with the runtime's mirror averaging."""
+    model.eval()
+    out = [
+        torch.softmax(mirrored_logits(model, images[start : start + batch].float() / 255.0), dim=1)
+        for start in range(0, len(images), batch)
+    ]
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def keyword_scores(
+    photos: Sequence[PhotoCrops], checked: Sequence[torch.Tensor], conf: float, check: float
+) -> dict[str, float]:
+    """Keyword precision / recall over ``photos`` when a candidate needs detector confidence ≥ ``conf``
+    and p(its class) ≥ ``check``; ``checked[i]`` holds that probability for photo i's crops."""
+    predicted_total = right = wanted_total = found = 0
+    for photo, p_class in zip(photos, checked, strict=True):
+        keep = (photo.predicted >= 0) & (photo.conf >= conf) & (p_class >= check)
+        predicted = set(photo.predicted[keep].tolist())
+        present, wanted = set(photo.present.tolist()), set(photo.wanted.tolist())
+        predicted_total += len(predicted)
+        right += len(predicted & present)
+        wanted_total += len(wanted)
+        found += len(predicted & wanted)
+    return {
+        "precision": round(right / max(1, predicted_total), 4),
+        "recall": round(found / max(1, wanted_total), 4),
+        "keywords": predicted_total,
+    }
+
+
+def best_setting(
+    photos: Sequence[PhotoCrops], checked: Sequence[torch.Tensor], min_precision: float
+) -> dict[str, Any]:
+    """The (detector threshold, check threshold) with the most keyword recall at ``min_precision``, and
+    the best the detector alone does there (check threshold 0)."""
+
+    def best(checks: Sequence[float]) -> dict[str, Any]:
+        rows = [
+            {"conf": conf, "check": check, **keyword_scores(photos, checked, conf, check)}
+            for conf in CONF_GRID
+            for check in checks
+        ]
+        good = [row for row in rows if row["precision"] >= min_precision]
+        if not good:
+            return max(rows, key=lambda row: row["precision"])
+        return max(good, key=lambda row: (row["recall"], -row["conf"]))
+
+    return {"with_check": best(CHECK_GRID), "detector_only": best((0.0,))}
+
+
+def candidate_class_probability(probs: torch.Tensor, photo: PhotoCrops) -> torch.Tensor:
+    """p(the detector's class) for each crop of a photo (0 for crops that are no candidate)."""
+    index = photo.predicted.clamp(min=0)
+    return torch.where(photo.predicted >= 0, probs.gather(1, index[:, None])[:, 0], torch.zeros(len(index)))
+
+
+def held_out_report(model: EmotionCNN, photos: Sequence[PhotoCrops], min_precision: float) -> dict[str, Any]:
+    crops = torch.cat([p.crops for p in photos])
+    labels = torch.cat([p.labels for p in photos])
+    probs = class_probabilities(model, crops)
+    loss = float(F.nll_loss(probs.clamp(min=1e-6).log(), labels))
+    accuracy = float((probs.argmax(dim=1) == labels).float().mean())
+    checked, start = [], 0
+    for photo in photos:
+        checked.append(candidate_class_probability(probs[start : start + len(photo.labels)], photo))
+        start += len(photo.labels)
+    settings = best_setting(photos, checked, min_precision)
+    return {"loss": round(loss, 4), "accuracy": round(accuracy, 4), **settings}
+
+
+# --- training --------------------------------------------------------------------------------------
+def train(args: argparse.Namespace) -> dict[str, Any]:
+    set_torch_threads(args.threads)
+    torch.manual_seed(args.seed)
+    config = ClassifierConfig(
+        classes=check_classes(args.weights),
+        size=args.size,
+        channels=3,
+        margin=args.margin,
+        widths=tuple(args.widths),
+        dropout=0.2,
+    )
+    photos = load_or_mine(args, config)
+    random.Random(args.seed).shuffle(photos)
+    n_hold = max(1, len(photos) // 10)
+    held_out, train_photos = photos[:n_hold], photos[n_hold:]
+    train_x = torch.cat([p.crops for p in train_photos])
+    train_y = torch.cat([p.labels for p in train_photos])
+    # Soften the imbalance (``other`` outnumbers a rare class ~50×) without letting a few sofas dominate.
+    counts = torch.bincount(train_y, minlength=len(config.classes)).float()
+    class_weight = (counts.sum() / (len(counts) * counts.clamp(min=1))).sqrt()
+    logger.info(
+        "train %d crops (%d other) from %d photos; held-out %d photos",
+        len(train_y),
+        int(counts[OTHER]),
+        len(train_photos),
+        len(held_out),
+    )
+    model = EmotionCNN(config)
+    steps = math.ceil(len(train_y) / args.batch) * args.epochs
+    optimizer, scheduler = one_cycle_adamw(model, args.lr, args.weight_decay, steps)
+    generator = torch.Generator().manual_seed(args.seed)
+    started, best, history = time.monotonic(), (-1.0, -math.inf), []
+    for epoch in range(1, args.epochs + 1):
+        mean_loss = run_epoch(
+            model, optimizer, scheduler, (train_x, train_y), args.batch, generator, class_weight=class_weight
+        )
+        report = held_out_report(model, held_out, args.min_precision)
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": round(mean_loss, 4),
+                **report,
+                "minutes": round((time.monotonic() - started) / 60, 2),
+            }
+        )
+        logger.info("epoch %d: %s", epoch, history[-1])
+        chosen = report["with_check"]
+        score = (chosen["recall"] if chosen["precision"] >= args.min_precision else -1.0, -report["loss"])
+        if score > best:
+            best = score
+            extra = {
+                "threshold": chosen["check"],
+                "suggested_object_conf": chosen["conf"],
+                "min_precision": args.min_precision,
+                "train_crops": len(train_y),
+                "mine_conf": args.mine_conf,
+                "detector": str(args.weights.name),
+                "history": history,
+            }
+            save_checkpoint(
+                args.out, model, replace(config, extra=extra), {"best_epoch": epoch, "held_out": report}
+            )
+    return {"best": best, "history": history, "out": str(args.out)}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    result = train(parse_args(argv))
+    print(json.dumps(result, ensure_ascii=False, indent=2))
+
+
+if __name__ == "__main__":
+    main()
