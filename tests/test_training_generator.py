@@ -614,3 +614,26 @@ def test_decoding_selection_cli(
     assert meta["training"]["decoding_selection"]["eval_generation"] == found["eval_generation_chosen"]
     assert "(chosen)" in (report / "decoding_eval_generation.md").read_text(encoding="utf-8")
     assert "(chosen)" in (report / "decoding_generation.md").read_text(encoding="utf-8")
+
+
+def test_init_seed_changes_the_weights_not_the_split(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data_files: tuple[Path, Path]
+) -> None:
+    """Runs that differ only in --init-seed train on the same split (the training-seed spread is measured on
+    the same test pairs) from different weights; generator.json records the seed."""
+    folders = []
+    for init_seed in ("1", "2"):
+        output = tmp_path / f"seed{init_seed}" / "t5"
+        run_training(
+            monkeypatch, data_files, output, "--arch", "t5", "--base", "scratch", "--vocab-size", "400",
+            *TINY_SIZE, "--init-seed", init_seed,
+        )  # fmt: skip
+        folders.append(output)
+    first, second = (
+        json.loads((f / "generator.json").read_text(encoding="utf-8"))["training"] for f in folders
+    )
+    assert (first["init_seed"], second["init_seed"]) == (1, 2) and first["split"] == second["split"]
+    for name in ("test.jsonl", "validation.jsonl"):
+        assert (folders[0] / "report" / name).read_bytes() == (folders[1] / "report" / name).read_bytes()
+    weights = [(f / "model.safetensors").read_bytes() for f in folders]
+    assert weights[0] != weights[1]

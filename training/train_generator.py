@@ -106,6 +106,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--description", default="", help="one line for generator.json")
     # split
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--init-seed",
+        type=int,
+        default=None,
+        help="seed of the weights and batch order only (default --seed); the split stays --seed's",
+    )
     parser.add_argument("--val-size", type=float, default=300, help="count, or fraction if < 1")
     parser.add_argument("--test-size", type=float, default=500, help="count, or fraction if < 1")
     # augmentation
@@ -500,8 +506,11 @@ def write_split_files(report: Path, split: Any) -> None:
 
 
 def train(args: argparse.Namespace) -> dict[str, Any]:
-    random.seed(args.seed)
-    torch.manual_seed(args.seed)
+    # The split and the augmentation follow --seed; --init-seed varies only the weights and the batch
+    # order, so that runs differing in it measure the training-seed spread on the same test pairs.
+    init_seed = args.seed if args.init_seed is None else args.init_seed
+    random.seed(init_seed)
+    torch.manual_seed(init_seed)
     split, augmented, holdout = prepare_data(args)
     train_pairs = [*split.train, *augmented]
     if args.base == "scratch":
@@ -545,6 +554,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "data": str(args.data.name),
         "data_sha256": file_sha256(args.data),
         "split": {"seed": args.seed, **split.sizes(), "augmented": len(augmented)},
+        "init_seed": init_seed,
         "augmentation": {"copies": args.augment_copies, "synthetic_share": args.synthetic_share},
         "object_slots": args.object_slots,
         "holdout_object_names": holdout,
@@ -576,7 +586,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     snapshots: dict[int, dict[str, torch.Tensor]] = {}  # epoch → weights, the last few only
     best_loss, best_epoch, bad_epochs, step = math.inf, 0, 0, 0
     start = time.monotonic()
-    rng = random.Random(args.seed)
+    rng = random.Random(init_seed)
     stop_reason = "epochs"
     model.train()
     for epoch in range(1, args.epochs + 1):
