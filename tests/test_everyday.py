@@ -112,6 +112,10 @@ def test_face_metrics_count_found_false_and_large_boxes() -> None:
     assert metrics["boxes_over_40pct"] == 1
     assert metrics["boxes_over_40pct_without_such_a_face"] == 1
     assert ev.face_metrics(photos, conf=0.1)["recall"] == 1.0
+    assert metrics["face_free_photos_with_a_face"] == 0  # the only face-free photo (a car) has none
+    photos[1].result = CommentResult("댓글", [], [Face("sad", "슬픔", 0.3, (0, 0, 20, 20))], [], "t5")
+    assert ev.face_metrics(photos, conf=0.2)["face_free_photos_with_a_face"] == 1
+    assert ev.face_metrics(photos, conf=0.5)["face_free_photos_with_a_face"] == 0
 
 
 def test_object_metrics_score_keywords_against_voc_labels() -> None:
@@ -190,3 +194,17 @@ def test_face_threshold_is_the_lowest_without_too_many_or_giant_false_faces() ->
     ]
     assert ev.pick_face_conf(table) == 0.2
     assert ev.pick_face_conf(table[:2]) == 0.15  # nothing qualifies: the strictest threshold measured
+
+
+def test_face_threshold_avoids_faces_on_face_free_photos_where_it_can() -> None:
+    row = {"false_faces_per_100_photos": 2.0, "boxes_over_40pct_without_such_a_face": 0}
+    table = [
+        {**row, "conf": 0.02, "face_free_photos_with_a_face": 1},
+        {**row, "conf": 0.03, "face_free_photos_with_a_face": 0},
+        {**row, "conf": 0.05, "face_free_photos_with_a_face": 0},
+    ]
+    assert ev.pick_face_conf(table) == 0.03
+    worse = [{**r, "face_free_photos_with_a_face": 2} for r in table[:2]] + [table[2]]
+    assert ev.pick_face_conf(worse) == 0.05
+    always = [{**r, "face_free_photos_with_a_face": 1} for r in table]
+    assert ev.pick_face_conf(always) == 0.02  # none reaches 0: the fewest, then the lowest threshold

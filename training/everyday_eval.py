@@ -16,6 +16,7 @@ Definitions (all in ``everyday.json``):
   reported per 100 photos.
 - *large boxes*: predicted faces covering over 40% of the photo, and those among them that no
   equally large teacher face explains.
+- *face-free photos with a face*: no-face photos (below) with any predicted face.
 - *object keywords*: per photo, the Korean keywords of the detected objects vs the VOC labels'
   (``person`` never counts). Precision: a predicted keyword is right when its class is labelled in
   the photo at all; recall: over the labelled objects that cover ≥ 2% of the photo.
@@ -150,12 +151,13 @@ def read_yolo_labels(label: Path, names: Sequence[str], width: int, height: int)
 # --- faces -----------------------------------------------------------------------------------------
 def face_metrics(photos: Sequence[EverydayPhoto], conf: float) -> dict[str, Any]:
     """Recall against the teacher, false faces per 100 photos and large boxes at threshold ``conf``."""
-    wanted = found = false_faces = large = large_unexplained = 0
+    wanted = found = false_faces = large = large_unexplained = face_free_with_face = 0
     for photo in photos:
         assert photo.result is not None
         predicted = sorted(
             (f for f in photo.result.faces if f.confidence >= conf), key=lambda f: f.confidence, reverse=True
         )
+        face_free_with_face += bool(predicted) and photo.without_face()
         targets = [
             box for box, p in photo.teacher if p >= RECALL_MIN_PROB and face_size(box) >= RECALL_MIN_SIZE
         ]
@@ -179,6 +181,7 @@ def face_metrics(photos: Sequence[EverydayPhoto], conf: float) -> dict[str, Any]
         "false_faces_per_100_photos": round(100 * false_faces / max(1, len(photos)), 2),
         "boxes_over_40pct": large,
         "boxes_over_40pct_without_such_a_face": large_unexplained,
+        "face_free_photos_with_a_face": face_free_with_face,
     }
 
 
@@ -229,15 +232,20 @@ def pick_object_conf(table: Sequence[dict[str, Any]], min_precision: float = 0.8
 
 
 def pick_face_conf(table: Sequence[dict[str, Any]], max_false_per_100: float = 3.0) -> float:
-    """The lowest threshold (most recall) with at most ``max_false_per_100`` false faces and no face box
-    over 40% of a photo where no face is that large (a giant box is the worst false face a user sees)."""
-    good = [
-        row["conf"]
+    """The lowest threshold (most recall) with at most ``max_false_per_100`` false faces, no face box over
+    40% of a photo where no face is that large, and no face at all on a photo without one: a giant box or
+    a mood read into a dog photo is the worst false face a user sees. When no threshold of the table has
+    that last property, the fewest such photos is the rule."""
+    safe = [
+        row
         for row in table
         if row["false_faces_per_100_photos"] <= max_false_per_100
         and row.get("boxes_over_40pct_without_such_a_face", 0) == 0
     ]
-    return float(min(good)) if good else float(max(row["conf"] for row in table))
+    if not safe:
+        return float(max(row["conf"] for row in table))
+    fewest = min(row.get("face_free_photos_with_a_face", 0) for row in safe)
+    return float(min(row["conf"] for row in safe if row.get("face_free_photos_with_a_face", 0) == fewest))
 
 
 # --- comments --------------------------------------------------------------------------------------
