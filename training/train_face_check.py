@@ -31,10 +31,10 @@ import logging
 import math
 import random
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 import torch.nn.functional as F  # noqa: N812 - the usual torch spelling
@@ -57,6 +57,9 @@ from inference.text.labels import is_known_emotion
 from training import everyday_eval as ev
 from training.train_face_classifier import dataset_names, one_cycle_adamw, run_epoch
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 logger = logging.getLogger(__name__)
 
 SHARED = REPO_ROOT.parent / "shared" / "data"
@@ -64,6 +67,7 @@ FACE_TEACHER_PROB = 0.9
 FACE, OTHER = 1, 0
 ANIMALS = frozenset({"bird", "cat", "cow", "dog", "horse", "sheep"})
 UNKNOWN = -1
+Crops = TypeVar("Crops", bound="DataclassInstance")  # one photo's mined crops (each script's PhotoCrops)
 
 
 def crop_check_parser(
@@ -205,15 +209,21 @@ def mine(args: argparse.Namespace, config: ClassifierConfig) -> list[PhotoCrops]
     return mined
 
 
+def cached_crops(cache: Path, record: Callable[..., Crops], mine: Callable[[], list[Crops]]) -> list[Crops]:
+    """The mined crops saved in ``cache`` (one ``record`` per photo), else ``mine()``'s, saved there: mining
+    runs the detector over every train photo, so a second training run only trains."""
+    if cache.is_file():
+        logger.info("using mined crops %s", cache)
+        return [record(**item) for item in torch.load(cache, weights_only=True)]
+    mined = mine()
+    torch.save([{f.name: getattr(p, f.name) for f in fields(p)} for p in mined], cache)
+    return mined
+
+
 def load_or_mine(args: argparse.Namespace, config: ClassifierConfig) -> list[PhotoCrops]:
     settings = f"{args.size}_{args.margin}_{args.mine_conf}_{args.windows}_{args.animal_windows}"
     cache = args.cache or args.everyday / f"face_check_crops_{settings}.pt"
-    if cache.is_file():
-        logger.info("using mined crops %s", cache)
-        return [PhotoCrops(**item) for item in torch.load(cache, weights_only=True)]
-    mined = mine(args, config)
-    torch.save([{f: getattr(p, f) for f in PhotoCrops.__slots__} for p in mined], cache)
-    return mined
+    return cached_crops(cache, PhotoCrops, lambda: mine(args, config))
 
 
 def stack(photos: Sequence[PhotoCrops]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -296,16 +306,44 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         int((hold_y == FACE).sum()),
     )
     model = EmotionCNN(config)
-    steps = math.ceil(len(train_y) / args.batch) * args.epochs
+    extra = {"keep": args.keep, "train_crops": len(train_y)}
+    best, history = fit_check(
+        model,
+        config,
+        args,
+        (train_x, train_y),
+        class_weight,
+        held_out=lambda m: held_out_report(face_probability(m, hold_x), hold_y, hold_candidate, args.keep),
+        score=lambda report: -report["loss"],
+        extra=lambda report: {"threshold": report["threshold"], **extra},
+    )
+    return {"best_loss": best["loss"], "history": history, "out": str(args.out)}
+
+
+def fit_check(
+    model: EmotionCNN,
+    config: ClassifierConfig,
+    args: argparse.Namespace,
+    data: tuple[torch.Tensor, torch.Tensor],
+    class_weight: torch.Tensor,
+    held_out: Callable[[EmotionCNN], dict[str, Any]],
+    score: Callable[[dict[str, Any]], Any],
+    extra: Callable[[dict[str, Any]], dict[str, Any]],
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Train a crop check (this face check, ``training.train_object_check``) for ``args.epochs`` epochs of
+    one-cycle AdamW. After each, ``held_out(model)`` reports on the held-out photos; the epoch whose report
+    ``score`` is highest is saved to ``args.out`` with ``extra(report)``, the detector, mining threshold
+    and history in its config. Returns the best report and the history."""
+    steps = math.ceil(len(data[1]) / args.batch) * args.epochs
     optimizer, scheduler = one_cycle_adamw(model, args.lr, args.weight_decay, steps)
     generator = torch.Generator().manual_seed(args.seed)
-    started, best, history = time.monotonic(), math.inf, []
+    started, history = time.monotonic(), []
+    best: tuple[Any, dict[str, Any]] | None = None
     for epoch in range(1, args.epochs + 1):
-        data = (train_x, train_y)
         mean_loss = run_epoch(
             model, optimizer, scheduler, data, args.batch, generator, class_weight=class_weight
         )
-        report = held_out_report(face_probability(model, hold_x), hold_y, hold_candidate, args.keep)
+        report = held_out(model)
         history.append(
             {
                 "epoch": epoch,
@@ -315,20 +353,19 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             }
         )
         logger.info("epoch %d: %s", epoch, history[-1])
-        if report["loss"] < best:
-            best = report["loss"]
-            extra = {
-                "threshold": report["threshold"],
-                "keep": args.keep,
-                "train_crops": len(train_y),
+        if best is None or score(report) > best[0]:
+            best = (score(report), report)
+            notes = {
+                **extra(report),
                 "mine_conf": args.mine_conf,
                 "detector": str(args.weights.name),
                 "history": history,
             }
             save_checkpoint(
-                args.out, model, replace(config, extra=extra), {"best_epoch": epoch, "held_out": report}
+                args.out, model, replace(config, extra=notes), {"best_epoch": epoch, "held_out": report}
             )
-    return {"best_loss": best, "history": history, "out": str(args.out)}
+    assert best is not None, "at least one epoch"
+    return best[1], history
 
 
 def main(argv: Sequence[str] | None = None) -> None:

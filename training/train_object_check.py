@@ -27,11 +27,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +43,6 @@ from inference.models.face_classifier import (
     EmotionCNN,
     crop_face,
     mirrored_logits,
-    save_checkpoint,
     to_tensor,
 )
 from inference.models.object_check import OTHER_CLASS
@@ -53,8 +51,7 @@ from inference.results import Box, box_area
 from inference.results import box_iou as iou
 from inference.text.labels import is_known_emotion
 from training import everyday_eval as ev
-from training.train_face_check import crop_check_parser
-from training.train_face_classifier import one_cycle_adamw, run_epoch
+from training.train_face_check import cached_crops, crop_check_parser, fit_check
 
 logger = logging.getLogger(__name__)
 
@@ -195,12 +192,7 @@ def check_classes(weights: Path) -> tuple[str, ...]:
 def load_or_mine(args: argparse.Namespace, config: ClassifierConfig) -> list[PhotoCrops]:
     settings = f"{args.size}_{args.margin}_{args.mine_conf}_{args.windows}_{args.photos}"
     cache = args.cache or args.everyday / f"object_check_crops_{settings}.pt"
-    if cache.is_file():
-        logger.info("using mined crops %s", cache)
-        return [PhotoCrops(**item) for item in torch.load(cache, weights_only=True)]
-    mined = mine(args, config)
-    torch.save([{f: getattr(p, f) for f in PhotoCrops.__slots__} for p in mined], cache)
-    return mined
+    return cached_crops(cache, PhotoCrops, lambda: mine(args, config))
 
 
 # --- held-out keywords -----------------------------------------------------------------------------
@@ -305,41 +297,32 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         len(held_out),
     )
     model = EmotionCNN(config)
-    steps = math.ceil(len(train_y) / args.batch) * args.epochs
-    optimizer, scheduler = one_cycle_adamw(model, args.lr, args.weight_decay, steps)
-    generator = torch.Generator().manual_seed(args.seed)
-    started, best, history = time.monotonic(), (-1.0, -math.inf), []
-    for epoch in range(1, args.epochs + 1):
-        mean_loss = run_epoch(
-            model, optimizer, scheduler, (train_x, train_y), args.batch, generator, class_weight=class_weight
-        )
-        report = held_out_report(model, held_out, args.min_precision)
-        history.append(
-            {
-                "epoch": epoch,
-                "train_loss": round(mean_loss, 4),
-                **report,
-                "minutes": round((time.monotonic() - started) / 60, 2),
-            }
-        )
-        logger.info("epoch %d: %s", epoch, history[-1])
+
+    def score(report: dict[str, Any]) -> tuple[float, float]:
+        """Most held-out keyword recall at the precision asked for, then the lowest loss."""
         chosen = report["with_check"]
-        score = (chosen["recall"] if chosen["precision"] >= args.min_precision else -1.0, -report["loss"])
-        if score > best:
-            best = score
-            extra = {
-                "threshold": chosen["check"],
-                "suggested_object_conf": chosen["conf"],
-                "min_precision": args.min_precision,
-                "train_crops": len(train_y),
-                "mine_conf": args.mine_conf,
-                "detector": str(args.weights.name),
-                "history": history,
-            }
-            save_checkpoint(
-                args.out, model, replace(config, extra=extra), {"best_epoch": epoch, "held_out": report}
-            )
-    return {"best": best, "history": history, "out": str(args.out)}
+        return (chosen["recall"] if chosen["precision"] >= args.min_precision else -1.0, -report["loss"])
+
+    def extra(report: dict[str, Any]) -> dict[str, Any]:
+        chosen = report["with_check"]
+        return {
+            "threshold": chosen["check"],
+            "suggested_object_conf": chosen["conf"],
+            "min_precision": args.min_precision,
+            "train_crops": len(train_y),
+        }
+
+    best, history = fit_check(
+        model,
+        config,
+        args,
+        (train_x, train_y),
+        class_weight,
+        held_out=lambda m: held_out_report(m, held_out, args.min_precision),
+        score=score,
+        extra=extra,
+    )
+    return {"best": score(best), "history": history, "out": str(args.out)}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
