@@ -259,6 +259,9 @@ def test_dominant_face_rules() -> None:
     sample = Sample(Path("x.jpg"), [("sad", (0, 0, 10, 10)), ("happy", (0, 0, 30, 30))])
     assert sample.dominant() == "happy"
     assert Sample(Path("y.jpg"), []).dominant() is None
+    assert not sample.near_tie() and not Sample(Path("z.jpg"), [("sad", (0, 0, 10, 10))]).near_tie()
+    grid = Sample(Path("g.jpg"), [("sad", (0, 0, 10, 10)), ("happy", (10, 0, 20, 10.5))])
+    assert grid.near_tie() and grid.dominant() == "happy"  # 5 % larger: a near-tie, still the dominant
     boxes = [RawBox("anger", 0.9, (0, 0, 10, 10)), RawBox("happy", 0.3, (0, 0, 50, 50))]
     assert dominant_label(None, boxes, None, conf=0.25) == "happy"  # the largest face wins, not the surest
     assert dominant_label(None, boxes, None, conf=0.5) == "anger"

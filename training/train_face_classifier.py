@@ -62,7 +62,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--fer-limit", type=int, default=0, help="use at most this many FER crops (0: all)")
     parser.add_argument("--widths", type=int, nargs="+", default=[32, 64, 128, 256])
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 = one per core")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="the held-out split (and the FER sample)")
+    parser.add_argument(
+        "--init-seed",
+        type=int,
+        default=None,
+        help="weights, augmentation and batch order only (default: --seed); members of an ensemble "
+        "share --seed so that every member's held-out tenth is the same unseen photos",
+    )
     return parser.parse_args(argv)
 
 
@@ -115,6 +122,17 @@ def detection_crops(
     return out
 
 
+def split_detection_crops(
+    root: Path, config: ClassifierConfig, names: Sequence[str], seed: int
+) -> tuple[list[tuple[str, torch.Tensor, torch.Tensor]], list[tuple[str, torch.Tensor, torch.Tensor]]]:
+    """(held-out tenth, the rest) of the train split's per-image crops, shuffled by ``seed``: whole
+    photos, so the epoch is picked on faces of photos the network never saw."""
+    per_image = detection_crops(root, "train", config, names)
+    random.Random(seed).shuffle(per_image)
+    n_hold = max(1, len(per_image) // 10) if len(per_image) > 1 else 0
+    return per_image[:n_hold], per_image[n_hold:]
+
+
 def stack(items: Sequence[tuple[str, torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
     if not items:
         return torch.empty(0, 1, 1, 1, dtype=torch.uint8), torch.empty(0, dtype=torch.long)
@@ -157,23 +175,32 @@ def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 # --- training --------------------------------------------------------------------------------------
 @torch.inference_mode()
-def accuracy(model: EmotionCNN, images: torch.Tensor, targets: torch.Tensor, batch: int = 512) -> float:
+def accuracy(
+    models: EmotionCNN | Sequence[EmotionCNN], images: torch.Tensor, targets: torch.Tensor, batch: int = 512
+) -> float:
+    """Share of crops whose class is the argmax of the members' mean (mirror-averaged) probabilities,
+    as ``FaceEmotionClassifier`` labels them; one network is an ensemble of one."""
     if len(targets) == 0:
         return float("nan")
-    model.eval()
+    members = [models] if isinstance(models, EmotionCNN) else list(models)
+    for model in members:
+        model.eval()
     correct = 0
     for start in range(0, len(targets), batch):
         x = images[start : start + batch].float() / 255.0
-        logits = mirrored_logits(model, x)
-        correct += int((logits.argmax(1) == targets[start : start + batch]).sum())
+        probs = torch.stack([torch.softmax(mirrored_logits(model, x), dim=1) for model in members]).mean(0)
+        correct += int((probs.argmax(1) == targets[start : start + batch]).sum())
     return correct / len(targets)
 
 
 def per_class_accuracy(
-    model: EmotionCNN, images: torch.Tensor, targets: torch.Tensor, classes: Sequence[str]
+    models: EmotionCNN | Sequence[EmotionCNN],
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    classes: Sequence[str],
 ) -> dict[str, float]:
     return {
-        name: round(accuracy(model, images[targets == i], targets[targets == i]), 4)
+        name: round(accuracy(models, images[targets == i], targets[targets == i]), 4)
         for i, name in enumerate(classes)
         if int((targets == i).sum())
     }
@@ -219,18 +246,17 @@ def run_epoch(
 
 def train(args: argparse.Namespace) -> dict[str, Any]:
     set_torch_threads(args.threads)
-    torch.manual_seed(args.seed)
+    init_seed = args.seed if args.init_seed is None else args.init_seed
+    torch.manual_seed(init_seed)
     config = ClassifierConfig(widths=tuple(args.widths))
     names = dataset_names(args.faces)
     fer_x, fer_y = load_fer(args.fer / "fer2013_train.npz", config.classes, args.fer_limit, args.seed)
     fer_val_x, fer_val_y = load_fer(
         args.fer / "fer2013_validation.npz", config.classes, args.fer_limit, args.seed
     )
-    per_image = detection_crops(args.faces, "train", config, names)
-    random.Random(args.seed).shuffle(per_image)
-    n_hold = max(1, len(per_image) // 10) if len(per_image) > 1 else 0
-    hold_x, hold_y = stack(per_image[:n_hold])
-    det_x, det_y = stack(per_image[n_hold:])
+    held_out, kept = split_detection_crops(args.faces, config, names, args.seed)
+    hold_x, hold_y = stack(held_out)
+    det_x, det_y = stack(kept)
     train_x = torch.cat([fer_x, *[det_x] * args.domain_repeat])
     train_y = torch.cat([fer_y, *[det_y] * args.domain_repeat])
     logger.info(
@@ -246,7 +272,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     model = EmotionCNN(config)
     steps_per_epoch = math.ceil(len(train_y) / args.batch)
     optimizer, scheduler = one_cycle_adamw(model, args.lr, args.weight_decay, steps_per_epoch * args.epochs)
-    generator = torch.Generator().manual_seed(args.seed)
+    generator = torch.Generator().manual_seed(init_seed)
     started, best, history = time.monotonic(), -1.0, []
     for epoch in range(1, args.epochs + 1):
         mean_loss = run_epoch(
@@ -274,7 +300,13 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                 "fer_val_acc": round(fer_val, 4),
                 "held_out_per_class": per_class_accuracy(model, hold_x, hold_y, config.classes),
             }
-            saved = replace(config, extra={"train_crops": len(train_y), "history": history})
+            extra = {
+                "train_crops": len(train_y),
+                "seed": args.seed,
+                "init_seed": init_seed,
+                "history": history,
+            }
+            saved = replace(config, extra=extra)
             save_checkpoint(args.out, model, saved, metrics)
         if args.minutes and elapsed > args.minutes * 60:
             logger.info("time budget reached after epoch %d", epoch)
