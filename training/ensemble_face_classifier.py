@@ -24,7 +24,12 @@ from typing import Any
 
 import torch
 
-from inference.models.face_classifier import ClassifierConfig, EmotionCNN, save_ensemble
+from inference.models.face_classifier import (
+    ClassifierConfig,
+    EmotionCNN,
+    network_from_state,
+    save_ensemble,
+)
 from inference.models.runtime import set_torch_threads
 from training.train_face_classifier import (
     SHARED,
@@ -66,9 +71,7 @@ def load_member(path: Path) -> tuple[EmotionCNN, ClassifierConfig]:
     if "model" not in checkpoint:
         raise ValueError(f"{path}: not a single-network checkpoint")
     config = ClassifierConfig.from_dict(checkpoint["config"])
-    model = EmotionCNN(config)
-    model.load_state_dict({k: v.float() for k, v in checkpoint["model"].items()})
-    return model.eval(), config
+    return network_from_state(config, checkpoint["model"]), config
 
 
 def common_config(

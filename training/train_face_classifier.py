@@ -32,7 +32,7 @@ from inference.models.face_classifier import (
     ClassifierConfig,
     EmotionCNN,
     crop_face,
-    mirrored_logits,
+    mean_probabilities,
     save_checkpoint,
     to_tensor,
 )
@@ -182,13 +182,11 @@ def accuracy(
     as ``FaceEmotionClassifier`` labels them; one network is an ensemble of one."""
     if len(targets) == 0:
         return float("nan")
-    members = [models] if isinstance(models, EmotionCNN) else list(models)
-    for model in members:
+    for model in [models] if isinstance(models, EmotionCNN) else models:
         model.eval()
     correct = 0
     for start in range(0, len(targets), batch):
-        x = images[start : start + batch].float() / 255.0
-        probs = torch.stack([torch.softmax(mirrored_logits(model, x), dim=1) for model in members]).mean(0)
+        probs = mean_probabilities(models, images[start : start + batch].float() / 255.0)
         correct += int((probs.argmax(1) == targets[start : start + batch]).sum())
     return correct / len(targets)
 

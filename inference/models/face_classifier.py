@@ -84,6 +84,20 @@ def mirrored_logits(model: EmotionCNN, batch: torch.Tensor) -> torch.Tensor:
     return logits.view(2, len(batch), -1).mean(dim=0)
 
 
+def mean_probabilities(models: EmotionCNN | Sequence[EmotionCNN], batch: torch.Tensor) -> torch.Tensor:
+    """The members' mean mirrored softmax: how ``FaceEmotionClassifier`` and the training scores label a
+    crop; one network is an ensemble of one."""
+    members = [models] if isinstance(models, EmotionCNN) else list(models)
+    return torch.stack([torch.softmax(mirrored_logits(model, batch), dim=1) for model in members]).mean(dim=0)
+
+
+def network_from_state(config: ClassifierConfig, state: dict[str, torch.Tensor]) -> EmotionCNN:
+    """An ``EmotionCNN`` of ``config`` with a saved (fp16) state, back in fp32, in eval mode."""
+    model = EmotionCNN(config)
+    model.load_state_dict({k: v.float() for k, v in state.items()})
+    return model.eval()
+
+
 def fused_for_inference(model: EmotionCNN) -> EmotionCNN:
     """A copy with each BatchNorm folded into the convolution before it: the same eval-mode outputs
     with a third fewer layers to call (the crops are tiny, so calls, not arithmetic, cost the time)."""
@@ -143,11 +157,7 @@ class FaceEmotionClassifier:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         config = ClassifierConfig.from_dict(checkpoint["config"])
         states = checkpoint["members"] if "members" in checkpoint else [checkpoint["model"]]
-        models = []
-        for state in states:
-            model = EmotionCNN(config)
-            model.load_state_dict({k: v.float() for k, v in state.items()})
-            models.append(model)
+        models = [network_from_state(config, state) for state in states]
         logger.info(
             "crop classifier %s: classes %s, input %d, %d network(s)",
             path.name,
@@ -167,8 +177,7 @@ class FaceEmotionClassifier:
     @torch.inference_mode()
     def probabilities(self, crops: Sequence[Image.Image]) -> torch.Tensor:
         batch = to_tensor(crops, self.config.size, self.config.channels).to(self.device)
-        members = [torch.softmax(mirrored_logits(model, batch), dim=1) for model in self.models]
-        return torch.stack(members).mean(dim=0).cpu()
+        return mean_probabilities(self.models, batch).cpu()
 
     def classify(self, crops: list[Image.Image]) -> list[tuple[str, float]]:
         if not crops:
