@@ -26,7 +26,7 @@ from transformers import (
 )
 
 from inference.models.generators import CommentGenerator
-from inference.models.registry import discover_generators
+from inference.models.registry import GenerationConfig, discover_generators
 from inference.text.josa import attach_particle, replace_word
 from inference.text.slots import SLOT_TOKENS
 from training import evaluate_generator, select_decoding, train_generator
@@ -614,6 +614,40 @@ def test_decoding_selection_cli(
     assert meta["training"]["decoding_selection"]["eval_generation"] == found["eval_generation_chosen"]
     assert "(chosen)" in (report / "decoding_eval_generation.md").read_text(encoding="utf-8")
     assert "(chosen)" in (report / "decoding_generation.md").read_text(encoding="utf-8")
+
+
+def test_decoding_selection_tries_each_stop_rule_of_beam_search() -> None:
+    """--early-stopping adds beam search's stop rule to the grid: every other rule is a trial, the current
+    one is not tried twice, and greedy search (no beams to stop) gets no stop rule."""
+    current = GenerationConfig(
+        do_sample=False, num_beams=4, pick="consensus", length_penalty=1.5, early_stopping=True
+    )
+    args = select_decoding.parse_args(
+        [
+            "--generator",
+            "t5",
+            "--beams",
+            "1,4",
+            "--picks",
+            "first,consensus",
+            "--early-stopping",
+            "true,false",
+        ]
+    )
+    trials = select_decoding.deterministic_trials(current, args)
+    labels = [trial.label for trial in trials]
+    assert labels == [
+        "current",
+        "beams 1, first",
+        "beams 4, first, length penalty 1.5, early stopping true",
+        "beams 4, first, length penalty 1.5, early stopping false",
+        "beams 4, consensus, length penalty 1.5, early stopping false",
+    ]
+    assert trials[-1].config.model_dump()["early_stopping"] is False
+    with pytest.raises(SystemExit, match="early-stopping"):
+        select_decoding.deterministic_trials(
+            current, select_decoding.parse_args(["--generator", "t5", "--early-stopping", "yes"])
+        )
 
 
 def test_init_seed_changes_the_weights_not_the_split(

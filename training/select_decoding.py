@@ -65,6 +65,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--beams", default="4,8", help="beam widths to try (1 = greedy)")
     parser.add_argument("--picks", default="first,consensus")
     parser.add_argument("--length-penalties", default="", help="default: the current one only")
+    parser.add_argument(
+        "--early-stopping",
+        default="",
+        help="beam search's stop rule to try: true (stop at num_beams finished), false (stop when no "
+        "longer beam can win under the length penalty), never; default: the current one only",
+    )
     parser.add_argument("--sample-candidates", default="4,8", help="comments drawn per photo (sampled)")
     parser.add_argument("--draws", type=int, default=2, help="runs of each sampled setting")
     parser.add_argument("--min-coverage", type=float, default=0.90, help="objects named, where reachable")
@@ -91,18 +97,32 @@ def deterministic_trials(current: GenerationConfig, args: argparse.Namespace) ->
     penalties = [float(p) for p in args.length_penalties.split(",") if p] or [
         float(getattr(current, "length_penalty", 1.0))
     ]
+    stops = [_stop_rule(rule) for rule in args.early_stopping.split(",") if rule] or [
+        getattr(current, "early_stopping", False)
+    ]
     trials = [Trial("current", current, sampled=False)]
-    for beams, pick, penalty in itertools.product(_ints(args.beams), args.picks.split(","), penalties):
+    grid = itertools.product(_ints(args.beams), args.picks.split(","), penalties, stops)
+    for beams, pick, penalty, stop in grid:
         if beams == 1 and pick == "consensus":
             continue  # one candidate: nothing to agree on
         update: dict[str, Any] = {"num_beams": beams, "pick": pick}
-        if beams > 1:
-            update["length_penalty"] = penalty  # beam search only
+        if beams > 1:  # beam search only
+            update |= {"length_penalty": penalty, "early_stopping": stop}
         config = current.model_copy(update=update)
-        if config != current:
-            label = f"beams {beams}, {pick}" + (f", length penalty {penalty}" if beams > 1 else "")
+        if all(config != trial.config for trial in trials):  # greedy search has no stop rule to vary
+            label = f"beams {beams}, {pick}"
+            if beams > 1:
+                label += f", length penalty {penalty}, early stopping {str(stop).lower()}"
             trials.append(Trial(label, config, sampled=False))
     return trials
+
+
+def _stop_rule(text: str) -> bool | str:
+    """``--early-stopping`` words as ``generate`` takes them."""
+    rules: dict[str, bool | str] = {"true": True, "false": False, "never": "never"}
+    if text not in rules:
+        raise SystemExit(f"--early-stopping takes true, false or never, not {text!r}")
+    return rules[text]
 
 
 def sampled_trials(current: GenerationConfig, args: argparse.Namespace) -> list[Trial]:
