@@ -7,7 +7,8 @@ Two choices, each measured on ``report/validation.jsonl`` (never the test split)
 
 * **deterministic** ``eval_generation`` (what the scores are reported with): every combination of
   ``--beams``, ``--picks`` (``first`` = the model's best-ranked beam, ``consensus`` = the beam most
-  like the others, ``inference.text.choice``) and ``--length-penalties``;
+  like the others, ``inference.text.choice``), ``--length-penalties`` and ``--early-stopping`` (beam
+  search's stop rule: stopping at the first ``num_beams`` endings favours short comments);
 * **sampled** ``generation`` (what the bot sends): ``--sample-candidates`` comments drawn per photo,
   the consensus one kept; ``--draws`` runs each, so variety (a rerun gives another comment) counts.
 
