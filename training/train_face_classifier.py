@@ -31,6 +31,7 @@ from PIL import Image, ImageOps
 from inference.models.face_classifier import (
     ClassifierConfig,
     EmotionCNN,
+    as_members,
     crop_face,
     mean_probabilities,
     save_checkpoint,
@@ -182,7 +183,7 @@ def accuracy(
     as ``FaceEmotionClassifier`` labels them; one network is an ensemble of one."""
     if len(targets) == 0:
         return float("nan")
-    for model in [models] if isinstance(models, EmotionCNN) else models:
+    for model in as_members(models):
         model.eval()
     correct = 0
     for start in range(0, len(targets), batch):

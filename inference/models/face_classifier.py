@@ -84,10 +84,15 @@ def mirrored_logits(model: EmotionCNN, batch: torch.Tensor) -> torch.Tensor:
     return logits.view(2, len(batch), -1).mean(dim=0)
 
 
+def as_members(models: EmotionCNN | Sequence[EmotionCNN]) -> list[EmotionCNN]:
+    """The networks of a classifier as a list: one network is an ensemble of one."""
+    return [models] if isinstance(models, EmotionCNN) else list(models)
+
+
 def mean_probabilities(models: EmotionCNN | Sequence[EmotionCNN], batch: torch.Tensor) -> torch.Tensor:
     """The members' mean mirrored softmax: how ``FaceEmotionClassifier`` and the training scores label a
-    crop; one network is an ensemble of one."""
-    members = [models] if isinstance(models, EmotionCNN) else list(models)
+    crop."""
+    members = as_members(models)
     return torch.stack([torch.softmax(mirrored_logits(model, batch), dim=1) for model in members]).mean(dim=0)
 
 
@@ -145,7 +150,7 @@ class FaceEmotionClassifier:
     def __init__(
         self, models: EmotionCNN | Sequence[EmotionCNN], config: ClassifierConfig, device: str
     ) -> None:
-        members = [models] if isinstance(models, EmotionCNN) else list(models)
+        members = as_members(models)
         if not members:
             raise ValueError("a classifier needs at least one network")
         self.models = [fused_for_inference(model).to(device) for model in members]
