@@ -3,6 +3,7 @@ retry and the template fallback."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import re
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 import torch
 from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+from transformers.pytorch_utils import Conv1D
 
 from inference.errors import UnknownGeneratorError
 from inference.models.generators import (
@@ -21,6 +23,7 @@ from inference.models.generators import (
     DrawToken,
     GeneratorSet,
     Seq2SeqGenerator,
+    _conv1d_as_linear,
     comment_problem,
 )
 from inference.models.registry import discover_generators
@@ -299,21 +302,35 @@ def test_discover_sees_the_tiny_generators(tiny_weights_dir: Path) -> None:
     assert entries["gpt2"].meta.architecture == "causal"
 
 
+@pytest.mark.parametrize("name", ["t5", "gpt2"])
 def test_cpu_int8_quantizes_the_linear_layers_but_not_the_head(
-    tiny_weights_dir: Path, tmp_path: Path
+    name: str, tiny_weights_dir: Path, tmp_path: Path
 ) -> None:
-    """``cpu_int8``: dynamic int8 linear layers on a CPU (faster), the output head kept in float32."""
-    import torch
-
-    source = tiny_weights_dir / "generators" / "t5"
-    folder = copy_generator(source, tmp_path / "generators" / "t5", cpu_int8=True)
-    generator = CommentGenerator.load(discover_generators(folder.parent)["t5"], "cpu")
+    """``cpu_int8``: dynamic int8 linear layers on a CPU (faster), the output head kept in float32;
+    GPT-2's transposed ``Conv1D`` projections too (swapped for linear layers first)."""
+    source = tiny_weights_dir / "generators" / name
+    folder = copy_generator(source, tmp_path / "generators" / name, cpu_int8=True)
+    generator = CommentGenerator.load(discover_generators(folder.parent)[name], "cpu")
     quantized = [name for name, m in generator.model.named_modules() if "quantized" in type(m).__module__]
     assert quantized and "lm_head" not in quantized
+    assert not any(isinstance(m, Conv1D) for m in generator.model.modules())
     assert isinstance(generator.model.lm_head, torch.nn.Linear)
     assert len(generator.generate(["기쁨, 안경", "슬픔"], sample=False)) == 2
-    plain = CommentGenerator.load(discover_generators(tiny_weights_dir / "generators")["t5"], "cpu")
+    plain = CommentGenerator.load(discover_generators(tiny_weights_dir / "generators")[name], "cpu")
     assert not any("quantized" in type(m).__module__ for m in plain.model.modules())
+
+
+def test_conv1d_layers_become_the_same_linear_layers(generators: GeneratorSet) -> None:
+    """The swap before int8 changes no number: same logits before and after."""
+    model = copy.deepcopy(generators.generators["gpt2"].model)
+    ids = torch.tensor([[5, 9, 14, 3]])
+    with torch.no_grad():
+        before = model(ids).logits
+        swapped = _conv1d_as_linear(model)
+        after = swapped(ids).logits
+    assert any(isinstance(m, Conv1D) for m in generators.generators["gpt2"].model.modules())
+    assert not any(isinstance(m, Conv1D) for m in swapped.modules())
+    torch.testing.assert_close(after, before)
 
 
 def test_draw_token_never_leaves_the_nucleus_on_a_zero_noise_draw(monkeypatch: pytest.MonkeyPatch) -> None:

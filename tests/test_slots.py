@@ -202,6 +202,29 @@ def test_sampling_draws_again_only_for_photos_where_no_draw_names_every_object()
     assert plain.generate(["기쁨, 책, 꽃", "기쁨, 개, 차"], sample=True)[1] == "개만 귀여워요 😊"
 
 
+def test_beam_search_runs_again_with_a_stronger_nudge_only_where_no_beam_names_every_object() -> None:
+    beams = {"do_sample": False, "num_beams": 2, "pick": "first", "redraw_incomplete": True}
+    first_call = [
+        "<obj1>와 <obj2> 멋져요 😊",  # photo 1: complete
+        "<obj1>만 멋져요 😊",
+        "<obj1>만 귀여워요 😊",  # photo 2: no beam names both
+        "좋아요 😊",
+    ]
+    second_call = ["<obj1>와 <obj2> 최고예요 😊", "<obj2>예요 😊"]
+    meta = slot_meta(slot_end_penalty=8.0, eval_generation=beams | {"redraw_end_penalty": 12.0})
+    generator = QueuedGenerator(meta, [first_call, second_call])
+    comments = generator.generate(["기쁨, 책, 꽃", "기쁨, 개, 차"], sample=False)
+    assert comments == ["책과 꽃 멋져요 😊", "개와 차 최고예요 😊"]
+    assert generator.seen_prompts[2:] == ["기쁨, 개 <obj1>, 차 <obj2>"]  # the second search: photo 2 only
+    first_nudge, second_nudge = (kwargs["logits_processor"][0] for kwargs in generator.seen_kwargs)
+    assert (first_nudge.end_penalty, second_nudge.end_penalty) == (8.0, 12.0)
+    assert "redraw_end_penalty" not in generator.seen_kwargs[0]  # ours, not generate's
+    # the same search with the same nudge would find the same beams: no second search
+    same = slot_meta(slot_end_penalty=8.0, eval_generation=beams)
+    once = QueuedGenerator(same, [first_call])
+    assert once.generate(["기쁨, 책, 꽃", "기쁨, 개, 차"], sample=False)[1] == "개만 귀여워요 😊"
+
+
 def test_a_comment_without_any_emoji_gets_one() -> None:
     """No candidate wrote an emoji: the first object's emoji, else ✨ (no mood), is added."""
     generator = ScriptedGenerator(slot_meta(), [["<obj1>가 정말 귀엽네요!", "<obj1> 최고"]])

@@ -650,6 +650,26 @@ def test_decoding_selection_tries_each_stop_rule_of_beam_search() -> None:
         )
 
 
+def test_decoding_selection_tries_a_second_search_with_each_stronger_nudge() -> None:
+    """--redraw-penalties adds the second beam search (where no beam names every object) to the grid;
+    ``off`` is the plain search, and the current setting is not tried twice."""
+    current = GenerationConfig(
+        do_sample=False, num_beams=4, pick="consensus", length_penalty=1.0, early_stopping=False
+    )
+    argv = ["--generator", "t5", "--beams", "4", "--picks", "consensus", "--redraw-penalties", "off,12,20"]
+    trials = select_decoding.deterministic_trials(current, select_decoding.parse_args(argv))
+    assert [trial.label.split("early stopping false")[-1] for trial in trials] == [
+        "current",
+        ", again at slot-end penalty 12.0",
+        ", again at slot-end penalty 20.0",
+    ]
+    chosen = trials[1].config
+    assert chosen.redraw_incomplete and chosen.redraw_end_penalty == 12.0
+    assert "redraw_end_penalty" not in chosen.generate_arguments()
+    kept = select_decoding.deterministic_trials(chosen, select_decoding.parse_args(argv[:6]))
+    assert len(kept) == 1 and kept[0].config.redraw_end_penalty == 12.0  # the default: the current one
+
+
 def test_init_seed_changes_the_weights_not_the_split(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data_files: tuple[Path, Path]
 ) -> None:

@@ -7,8 +7,10 @@ Two choices, each measured on ``report/validation.jsonl`` (never the test split)
 
 * **deterministic** ``eval_generation`` (what the scores are reported with): every combination of
   ``--beams``, ``--picks`` (``first`` = the model's best-ranked beam, ``consensus`` = the beam most
-  like the others, ``inference.text.choice``), ``--length-penalties`` and ``--early-stopping`` (beam
-  search's stop rule: stopping at the first ``num_beams`` endings favours short comments);
+  like the others, ``inference.text.choice``), ``--length-penalties``, ``--early-stopping`` (beam
+  search's stop rule: stopping at the first ``num_beams`` endings favours short comments) and
+  ``--redraw-penalties`` (a second beam search, ending before every object is named costing more,
+  only for the photos where no beam named them all);
 * **sampled** ``generation`` (what the bot sends): ``--sample-candidates`` comments drawn per photo,
   the consensus one kept; ``--draws`` runs each, so variety (a rerun gives another comment) counts.
 
@@ -72,6 +74,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="beam search's stop rule to try: true (stop at num_beams finished), false (stop when no "
         "longer beam can win under the length penalty), never; default: the current one only",
     )
+    parser.add_argument(
+        "--redraw-penalties",
+        default="",
+        help="beam search again, with this slot-end penalty, where no beam names every object "
+        "(off = never; e.g. off,12,20); default: the current setting only",
+    )
     parser.add_argument("--sample-candidates", default="4,8", help="comments drawn per photo (sampled)")
     parser.add_argument("--draws", type=int, default=2, help="runs of each sampled setting")
     parser.add_argument("--min-coverage", type=float, default=0.90, help="objects named, where reachable")
@@ -101,12 +109,16 @@ def deterministic_trials(current: GenerationConfig, args: argparse.Namespace) ->
     stops = [_stop_rule(rule) for rule in args.early_stopping.split(",") if rule] or [
         getattr(current, "early_stopping", False)
     ]
+    redraws = [_redraw(word) for word in args.redraw_penalties.split(",") if word] or [
+        current.redraw_end_penalty if current.redraw_incomplete else None
+    ]
     trials = [Trial("current", current, sampled=False)]
-    grid = itertools.product(_ints(args.beams), args.picks.split(","), penalties, stops)
-    for beams, pick, penalty, stop in grid:
+    grid = itertools.product(_ints(args.beams), args.picks.split(","), penalties, stops, redraws)
+    for beams, pick, penalty, stop, redraw in grid:
         if beams == 1 and pick == "consensus":
             continue  # one candidate: nothing to agree on
         update: dict[str, Any] = {"num_beams": beams, "pick": pick}
+        update |= {"redraw_incomplete": redraw is not None, "redraw_end_penalty": redraw}
         if beams > 1:  # beam search only
             update |= {"length_penalty": penalty, "early_stopping": stop}
         config = current.model_copy(update=update)
@@ -114,8 +126,15 @@ def deterministic_trials(current: GenerationConfig, args: argparse.Namespace) ->
             label = f"beams {beams}, {pick}"
             if beams > 1:
                 label += f", length penalty {penalty}, early stopping {str(stop).lower()}"
+            if redraw is not None:
+                label += f", again at slot-end penalty {redraw}"
             trials.append(Trial(label, config, sampled=False))
     return trials
+
+
+def _redraw(word: str) -> float | None:
+    """``--redraw-penalties`` words: ``off`` (no second search) or the second search's penalty."""
+    return None if word == "off" else float(word)
 
 
 def _stop_rule(text: str) -> bool | str:

@@ -30,6 +30,7 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+from transformers.pytorch_utils import Conv1D
 from transformers.utils import logging as transformers_logging
 
 from inference.errors import UnknownGeneratorError
@@ -108,22 +109,31 @@ class CommentGenerator(ABC):
         slotted = [self.slotted(text) for text in keyword_texts]
         config = self._config(sample)
         candidates = self._candidates(slotted, sample)
-        if config.do_sample and config.redraw_incomplete:
-            self._redraw_incomplete(candidates, slotted)
+        # a beam search run again with the same nudge would only find the same beams
+        another_search = config.do_sample or config.redraw_end_penalty is not None
+        if config.redraw_incomplete and self.meta.object_slots and another_search:
+            self._redraw_incomplete(candidates, slotted, sample)
         return [self._pick(options, s, config.pick) for options, s in zip(candidates, slotted, strict=True)]
 
-    def _redraw_incomplete(self, candidates: list[list[str]], slotted: Sequence[SlottedKeywords]) -> None:
-        """Where no draw named every object, draw once more and keep both sets (in place)."""
+    def _redraw_incomplete(
+        self, candidates: list[list[str]], slotted: Sequence[SlottedKeywords], sample: bool
+    ) -> None:
+        """Where no candidate named every object, generate once more (a beam search with the
+        config's ``redraw_end_penalty``) and keep both sets (in place)."""
         incomplete = [i for i, options in enumerate(candidates) if not _any_complete(options, slotted[i])]
         if not incomplete:
             return
-        logger.debug("generator %s: %d of %d drawn again", self.name, len(incomplete), len(slotted))
-        again = self._candidates([slotted[i] for i in incomplete], sample=True)
+        logger.debug("generator %s: %d of %d generated again", self.name, len(incomplete), len(slotted))
+        penalty = self._config(sample).redraw_end_penalty
+        again = self._candidates([slotted[i] for i in incomplete], sample, end_penalty=penalty)
         for i, options in zip(incomplete, again, strict=True):
             candidates[i] = candidates[i] + options
 
-    def _candidates(self, slotted: Sequence[SlottedKeywords], sample: bool) -> list[list[str]]:
-        """The raw candidates (slots unfilled) for each slotted prompt, best first."""
+    def _candidates(
+        self, slotted: Sequence[SlottedKeywords], sample: bool, end_penalty: float | None = None
+    ) -> list[list[str]]:
+        """The raw candidates (slots unfilled) for each slotted prompt, best first; ``end_penalty``
+        (default: the metadata's ``slot_end_penalty``) is what ending before every slot costs."""
         prompts = [self.meta.prompt(s.text) for s in slotted]
         per_prompt = self.candidates_per_prompt(sample)
         kwargs = self.generate_kwargs(sample)
@@ -134,7 +144,7 @@ class CommentGenerator(ABC):
                     self._slot_ids(),
                     [len(s.names) for s in slotted],
                     eos_id=self.tokenizer.eos_token_id,
-                    end_penalty=self.meta.slot_end_penalty,
+                    end_penalty=self.meta.slot_end_penalty if end_penalty is None else end_penalty,
                 )
             )
         config = self._config(sample)
@@ -359,6 +369,7 @@ def _int8_linear_layers(model: PreTrainedModel) -> PreTrainedModel:
     torch marks the eager ``quantize_dynamic`` API deprecated in favour of torchao, which is not a
     dependency here; it still works in the pinned torch, and loading falls back to float32 if not.
     """
+    model = _conv1d_as_linear(model)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -374,6 +385,20 @@ def _int8_linear_layers(model: PreTrainedModel) -> PreTrainedModel:
         logger.warning("int8 quantization unavailable (%s); running float32", exc)
         return model
     return quantized
+
+
+def _conv1d_as_linear(model: PreTrainedModel) -> PreTrainedModel:
+    """GPT-2's projections are transformers' ``Conv1D`` (a linear layer stored transposed), which
+    dynamic quantization skips; swap each for the same ``nn.Linear`` (in place) so it can be int8."""
+    swaps = [(name, module) for name, module in model.named_modules() if isinstance(module, Conv1D)]
+    for name, conv in swaps:
+        linear = torch.nn.Linear(conv.nx, conv.nf)
+        with torch.no_grad():
+            linear.weight.copy_(conv.weight.t())
+            linear.bias.copy_(conv.bias)
+        parent_name, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent_name), child, linear)
+    return model
 
 
 def _half_dtype() -> torch.dtype:

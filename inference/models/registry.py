@@ -22,7 +22,7 @@ META_FILENAME = "generator.json"
 
 class GenerationConfig(BaseModel):
     """Arguments for ``model.generate``; ``max_new_tokens`` is the fixed token budget. ``candidates``,
-    ``pick`` and ``redraw_incomplete`` are ours, not ``generate``'s (see ``generate_arguments``)."""
+    ``pick`` and ``redraw_*`` are ours, not ``generate``'s (see ``generate_arguments``)."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -31,9 +31,12 @@ class GenerationConfig(BaseModel):
     # its beams; sampling draws ``candidates`` comments per prompt.
     pick: Literal["first", "consensus"] = "first"
     candidates: int = Field(default=1, ge=1, le=16)
-    # Sampling only: when no draw for a photo writes every object slot, draw ``candidates`` more
-    # for that photo and choose among all of them.
+    # When no candidate for a photo writes every object slot, generate that photo's candidates once
+    # more and choose among both sets: sampling draws ``candidates`` more; beam search (the same
+    # search would find the same beams) searches again with ending a comment before every slot is
+    # written costing ``redraw_end_penalty`` instead of the metadata's ``slot_end_penalty``.
     redraw_incomplete: bool = False
+    redraw_end_penalty: float | None = Field(default=None, ge=0.0, le=100.0)
 
     max_new_tokens: int = Field(default=64, ge=4, le=256)
     do_sample: bool = True
@@ -46,8 +49,8 @@ class GenerationConfig(BaseModel):
 
     def generate_arguments(self) -> dict[str, Any]:
         """The settings ``model.generate`` understands (without our own ``pick``, ``candidates`` and
-        ``redraw_incomplete``)."""
-        return self.model_dump(exclude={"pick", "candidates", "redraw_incomplete"})
+        ``redraw_*``)."""
+        return self.model_dump(exclude={"pick", "candidates", "redraw_incomplete", "redraw_end_penalty"})
 
 
 class GeneratorMeta(BaseModel):
