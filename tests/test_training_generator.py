@@ -668,6 +668,10 @@ def test_decoding_selection_tries_a_second_search_with_each_stronger_nudge() -> 
     assert "redraw_end_penalty" not in chosen.generate_arguments()
     kept = select_decoding.deterministic_trials(chosen, select_decoding.parse_args(argv[:6]))
     assert len(kept) == 1 and kept[0].config.redraw_end_penalty == 12.0  # the default: the current one
+    with pytest.raises(SystemExit, match="redraw-penalties"):
+        select_decoding.deterministic_trials(
+            current, select_decoding.parse_args([*argv[:6], "--redraw-penalties", "x"])
+        )
 
 
 def test_init_seed_changes_the_weights_not_the_split(

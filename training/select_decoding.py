@@ -134,7 +134,12 @@ def deterministic_trials(current: GenerationConfig, args: argparse.Namespace) ->
 
 def _redraw(word: str) -> float | None:
     """``--redraw-penalties`` words: ``off`` (no second search) or the second search's penalty."""
-    return None if word == "off" else float(word)
+    if word == "off":
+        return None
+    try:
+        return float(word)
+    except ValueError:
+        raise SystemExit(f"--redraw-penalties takes off or numbers, not {word!r}") from None
 
 
 def _stop_rule(text: str) -> bool | str:
