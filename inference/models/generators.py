@@ -109,9 +109,7 @@ class CommentGenerator(ABC):
         slotted = [self.slotted(text) for text in keyword_texts]
         config = self._config(sample)
         candidates = self._candidates(slotted, sample)
-        # a beam search run again with the same nudge would only find the same beams
-        another_search = config.do_sample or config.redraw_end_penalty is not None
-        if config.redraw_incomplete and self.meta.object_slots and another_search:
+        if config.generates_again() and self.meta.object_slots:
             self._redraw_incomplete(candidates, slotted, sample)
         return [self._pick(options, s, config.pick) for options, s in zip(candidates, slotted, strict=True)]
 

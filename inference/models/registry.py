@@ -47,6 +47,11 @@ class GenerationConfig(BaseModel):
     repetition_penalty: float = Field(default=1.0, ge=1.0, le=3.0)
     no_repeat_ngram_size: int = Field(default=0, ge=0)
 
+    def generates_again(self) -> bool:
+        """``redraw_incomplete`` with something new to find: sampling draws afresh, while beam search
+        only finds other beams under another ``redraw_end_penalty``."""
+        return self.redraw_incomplete and (self.do_sample or self.redraw_end_penalty is not None)
+
     def generate_arguments(self) -> dict[str, Any]:
         """The settings ``model.generate`` understands (without our own ``pick``, ``candidates`` and
         ``redraw_*``)."""
