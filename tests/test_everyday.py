@@ -6,13 +6,14 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 import yaml
 from PIL import Image
 
 from inference.results import CommentResult, DetectedObject, Face
 from inference.settings import DEFAULT_WEIGHTS_DIR
 from tests.fixtures.tiny_models import make_tiny_detector
-from training import evaluate_detector, label_everyday
+from training import evaluate_detector, evaluate_honesty, label_everyday
 from training import everyday_eval as ev
 
 VOC_NAMES = {0: "chair", 1: "car", 2: "person", 3: "dog"}
@@ -150,6 +151,45 @@ def test_honesty_metrics_judge_photos_without_faces() -> None:
     assert metrics["photos_without_face"] == 2
     assert metrics["emotion_keyword_share"] == 0.5
     assert metrics["mood_claim_share"] == 0.5
+
+
+def test_honesty_report_compares_templates_and_generators_reproducibly(
+    tmp_path: Path, tiny_weights_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Object keyword sets of the val photos (and the empty set) through the templates and every
+    generator; the same seed gives the same report."""
+    voc = make_voc(
+        tmp_path / "voc",
+        {"room": (None, "0 0.5 0.5 0.5 0.5\n1 0.3 0.3 0.4 0.4\n"), "park": (None, "3 0.5 0.5 0.6 0.6\n")},
+    )
+    everyday = tmp_path / "everyday"
+    (everyday / "teacher").mkdir(parents=True)
+    (everyday / "teacher" / "val.jsonl").write_text(
+        "".join(
+            json.dumps({"image": f"voc_{s}.jpg", "size": [352, 264], "faces": []}) + "\n"
+            for s in ("room", "park")
+        ),
+        encoding="utf-8",
+    )
+    reports = []
+    for run in range(2):
+        out = tmp_path / f"honesty{run}.json"
+        evaluate_honesty.main(
+            [
+                *("--objects", str(voc), "--everyday", str(everyday), "--samples", "2"),
+                *("--generators", str(tiny_weights_dir / "generators"), "--threads", "1", "--out", str(out)),
+            ]
+        )
+        reports.append(json.loads(out.read_text(encoding="utf-8")))
+    capsys.readouterr()
+    report = reports[0]
+    assert report == reports[1]
+    assert report["prompts"] == 3  # [의자, 차], [개] and the empty set
+    assert {"template", "t5", "gpt2"} <= report.keys()
+    template = report["template"]
+    assert template["comments"] == 6 and template["mood_claim_share"] == 0.0
+    assert template["objects_named_share"] == 1.0 and template["garbled"] == 0
+    assert all(report[name]["comments"] == 6 for name in ("t5", "gpt2"))
 
 
 def test_evaluate_detector_reports_everyday_photos(

@@ -310,6 +310,89 @@ def test_training_with_smoothing_and_checkpoint_averaging(
     assert len(generator.generate(["기쁨, 안경"], sample=False)) == 1
 
 
+def decoding_base(tiny_trained_t5: Path, folder: Path) -> Path:
+    """A copy of the tiny t5 whose generator.json carries decoding chosen "on validation"."""
+    base = folder / "base"
+    shutil.copytree(tiny_trained_t5 / "generators" / "t5", base)
+    meta = json.loads((base / "generator.json").read_text(encoding="utf-8"))
+    meta["eval_generation"] |= {"num_beams": 2, "pick": "consensus", "length_penalty": 1.5}
+    meta["slot_end_penalty"] = 3.0
+    (base / "generator.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+    return base
+
+
+def test_checkpoints_chosen_by_decoded_validation_scores_with_the_base_decoding(
+    tiny_trained_t5: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data_files: tuple[Path, Path]
+) -> None:
+    """--select-by scores decodes the validation split through the bot's loader every epoch (and the
+    base first); --keep-base-decoding saves the base's decoding, which is also what was scored."""
+    base = decoding_base(tiny_trained_t5, tmp_path)
+    output = tmp_path / "generators" / "t5"
+    run_training(
+        monkeypatch, data_files, output, "--arch", "t5", "--base", str(base), "--lr", "1e-3",
+        "--max-steps", "0", "--epochs", "2", "--select-by", "scores", "--keep-base-decoding",
+    )  # fmt: skip
+    saved = json.loads((output / "generator.json").read_text(encoding="utf-8"))
+    base_meta = json.loads((base / "generator.json").read_text(encoding="utf-8"))
+    assert saved["eval_generation"] == base_meta["eval_generation"] and saved["slot_end_penalty"] == 3.0
+    summary = json.loads((output / "report" / "training_metrics.json").read_text())
+    assert summary["select_by"] == "scores" and summary["epochs_run"] == 2
+    per_epoch = [{"bleu4": e["val_bleu4"], "rougeL_f": e["val_rouge_l_f"]} for e in summary["history"]]
+    scores = [summary["start_val_scores"], *per_epoch]
+    assert all(0.0 <= s["bleu4"] <= 1.0 and 0.0 <= s["rougeL_f"] <= 1.0 for s in scores)
+    totals = [s["bleu4"] + s["rougeL_f"] for s in scores]
+    assert summary["best_epoch"] == totals.index(max(totals))
+    assert saved["training"]["best_val_scores"] == scores[summary["best_epoch"]]
+    # The folder's history: the run that made the base, then this one.
+    stages = saved["training"]["stages"]
+    assert [stage["base"] for stage in stages] == ["scratch", str(base)]
+    assert stages[1]["best_epoch"] == summary["best_epoch"] and "stages" not in stages[1]
+
+
+@pytest.mark.parametrize(
+    ("totals", "best_epoch"),
+    [([0.30, 0.20, 0.50, 0.40], 2), ([0.30, 0.10, 0.20, 0.29], 0)],
+    ids=["an epoch beats the base", "the base stays"],
+)
+def test_selection_by_scores_keeps_the_best_checkpoint_or_the_base(
+    totals: list[float],
+    best_epoch: int,
+    tiny_trained_t5: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    data_files: tuple[Path, Path],
+) -> None:
+    base = decoding_base(tiny_trained_t5, tmp_path)
+    found = iter(totals)
+    monkeypatch.setattr(
+        train_generator, "validation_scores", lambda *args, **kwargs: {"bleu4": next(found), "rougeL_f": 0.0}
+    )
+    output = tmp_path / "generators" / "t5"
+    run_training(
+        monkeypatch, data_files, output, "--arch", "t5", "--base", str(base), "--lr", "1e-2",
+        "--max-steps", "0", "--epochs", "3", "--select-by", "scores", "--patience", "5",
+    )  # fmt: skip
+    training = json.loads((output / "generator.json").read_text(encoding="utf-8"))["training"]
+    assert training["best_epoch"] == best_epoch
+    assert training["best_val_scores"]["bleu4"] == totals[best_epoch]
+    before, after = load_file(base / "model.safetensors"), load_file(output / "model.safetensors")
+    same = all(torch.equal(before[name], after[name]) for name in before)
+    assert same == (best_epoch == 0)  # the base's own weights when no epoch beat them
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--base", "scratch", "--keep-base-decoding"],
+        ["--base", "scratch", "--select-by", "scores", "--average-last", "3"],
+    ],
+    ids=["no base decoding to keep", "averaging is judged on loss"],
+)
+def test_training_options_that_cannot_combine_are_refused(extra: list[str]) -> None:
+    with pytest.raises(SystemExit):
+        train_generator.parse_args(["--arch", "t5", *extra])
+
+
 @pytest.mark.parametrize("arch", ["t5", "gpt2"])
 def test_tiny_fine_tune_with_object_slots(
     arch: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data_files: tuple[Path, Path]

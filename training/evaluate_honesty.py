@@ -26,6 +26,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from inference.models.runtime import set_torch_threads
 from inference.results import box_area
 from inference.settings import DEFAULT_WEIGHTS_DIR, REPO_ROOT
@@ -49,6 +51,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--samples", type=int, default=5, help="sampled comments per prompt")
     parser.add_argument("--prompts", type=int, default=200, help="distinct keyword sets (0: all)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed (a rerun gives the same report)")
     parser.add_argument("--out", type=Path, default=None, help="write the report here as JSON")
     return parser.parse_args(argv)
 
@@ -109,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     prompts = keyword_sets(args.everyday, args.objects, args.prompts)
     generators = GeneratorSet.from_dir(args.generators, "cpu", "t5")
-    rng = random.Random(0)
+    rng = random.Random(args.seed)
     report: dict[str, Any] = {"prompts": len(prompts), "samples_per_prompt": args.samples}
     report["template"] = judge(prompts, lambda ps: [honest_comment(k, False, rng) for k in ps], args.samples)
     for name in generators.names():
@@ -120,6 +123,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             texts: list[str] = generator.generate([format_keywords(k) for k in batch], sample=True)
             return texts
 
+        torch.manual_seed(args.seed)  # each generator draws the same way whatever ran before it
         report[name] = judge(prompts, write, args.samples)
     text = json.dumps(report, ensure_ascii=False, indent=2)
     if args.out is not None:

@@ -6,10 +6,12 @@
 
 ``--base scratch`` trains a byte-level BPE tokenizer on the training split and builds a small model
 from the size options; any other value is a Hugging Face model name or a local folder to fine-tune
-(transformers downloads names where there is internet). Validation loss is measured every epoch;
-training stops after ``--patience`` epochs without improvement (as the research project did), after
-``--max-minutes`` or ``--max-steps``. The best checkpoint is saved as soon as it is found, so a killed
-run still leaves a usable generator folder.
+(transformers downloads names where there is internet). Validation loss is measured every epoch, and
+with ``--select-by scores`` the validation comments are decoded and scored too (char BLEU-4 + ROUGE-L F,
+what the targets count: a lower loss has not always meant better comments here); training stops after
+``--patience`` epochs without a better checkpoint (as the research project did), after ``--max-minutes``
+or ``--max-steps``. The best checkpoint is saved as soon as it is found, so a killed run still leaves a
+usable generator folder.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import json
 import logging
 import math
 import random
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -41,7 +44,8 @@ from transformers import (
     get_linear_schedule_with_warmup,
 )
 
-from inference.models.registry import META_FILENAME, GenerationConfig, GeneratorMeta
+from inference.models.generators import CommentGenerator
+from inference.models.registry import META_FILENAME, GenerationConfig, GeneratorEntry, GeneratorMeta
 from inference.models.runtime import resolve_device
 from inference.text.josa import mentions_word
 from inference.text.slots import SLOT_TOKENS, empty_slots, slot_keywords
@@ -58,6 +62,7 @@ from training.data import (
     split_pairs,
     write_pairs,
 )
+from training.metrics import bleu_scores, rouge_f_scores
 from training.tokenizer import fragment_token_ids, train_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -65,6 +70,10 @@ logger = logging.getLogger(__name__)
 PROMPT_TEMPLATES = {"t5": "{keywords}", "gpt2": "키워드: {keywords}\n댓글:"}
 ARCHITECTURES = {"t5": "seq2seq", "gpt2": "causal"}
 IGNORE_INDEX = -100
+# What --keep-base-decoding carries over from the base folder's generator.json.
+BASE_DECODING_FIELDS = ("generation", "eval_generation", "slot_end_penalty", "cpu_int8")
+# Parts of a base folder's training record that describe the folder, not the run that made it.
+NOT_A_STAGE = ("stages", "metrics", "decoding_selection", "note", "holdout_object_names")
 
 # "setting 1" of the research project (fine-tuning pko-t5-base); "scratch" suits small models
 # trained from random weights, which need a far larger learning rate.
@@ -87,6 +96,13 @@ class EpochRecord:
     train_loss: float
     val_loss: float
     elapsed_s: float
+    val_bleu4: float | None = None  # --select-by scores only
+    val_rouge_l_f: float | None = None
+
+    @property
+    def score(self) -> float:
+        """What ``--select-by scores`` maximises: the two target scores, equally weighted."""
+        return (self.val_bleu4 or 0.0) + (self.val_rouge_l_f or 0.0)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -143,7 +159,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--epochs", type=int, default=200, help="upper bound; early stopping usually ends first"
     )
-    parser.add_argument("--patience", type=int, default=10, help="epochs without a better validation loss")
+    parser.add_argument("--patience", type=int, default=10, help="epochs without a better checkpoint")
+    parser.add_argument(
+        "--select-by",
+        choices=("loss", "scores"),
+        default="loss",
+        help="which checkpoint is best: the lowest validation loss, or the highest char BLEU-4 + ROUGE-L F"
+        " of the validation comments decoded each epoch with the saved eval_generation (a --base folder"
+        " is scored first and kept unless an epoch beats it)",
+    )
+    parser.add_argument(
+        "--keep-base-decoding",
+        action="store_true",
+        help="save --base's generator.json decoding (generation, eval_generation, slot_end_penalty,"
+        " cpu_int8), chosen on validation before, instead of the decoding options below",
+    )
     parser.add_argument(
         "--label-smoothing", type=float, default=0.0, help="training loss only; validation stays plain"
     )
@@ -182,6 +212,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: one per core)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
     args = parser.parse_args(argv)
+    if args.select_by == "scores" and args.average_last > 1:
+        parser.error("--average-last is judged on validation loss: it does not go with --select-by scores")
+    if args.keep_base_decoding and not (Path(args.base) / META_FILENAME).is_file():
+        parser.error(f"--keep-base-decoding needs a --base folder with a {META_FILENAME}")
     preset = PRESETS[args.preset or ("scratch" if args.base == "scratch" else "setting1")]
     for key, value in preset.items():
         if getattr(args, key) is None:
@@ -419,7 +453,20 @@ def try_averages(
 
 # --- saving ----------------------------------------------------------------------------------------------
 def generator_meta(
-    args: argparse.Namespace, training: dict[str, Any], suppress_tokens: Sequence[int] = ()
+    args: argparse.Namespace,
+    training: dict[str, Any],
+    suppress_tokens: Sequence[int] = (),
+    base_decoding: GeneratorMeta | None = None,
+) -> GeneratorMeta:
+    """What ``generator.json`` says: decoding from the options, or the base folder's (``base_decoding``)."""
+    meta = _meta_from_options(args, training, suppress_tokens)
+    if base_decoding is None:
+        return meta
+    return meta.model_copy(update={field: getattr(base_decoding, field) for field in BASE_DECODING_FIELDS})
+
+
+def _meta_from_options(
+    args: argparse.Namespace, training: dict[str, Any], suppress_tokens: Sequence[int]
 ) -> GeneratorMeta:
     max_new = args.max_target_tokens
     common: dict[str, Any] = {"max_new_tokens": max_new, "no_repeat_ngram_size": args.no_repeat_ngram}
@@ -448,6 +495,59 @@ def save_generator(
     model.save_pretrained(output)  # safetensors, float32
     tokenizer.save_pretrained(output)
     (output / META_FILENAME).write_text(meta.model_dump_json(indent=2) + "\n", encoding="utf-8")
+
+
+def record_scores(record: EpochRecord) -> dict[str, float | None]:
+    return {"bleu4": record.val_bleu4, "rougeL_f": record.val_rouge_l_f}
+
+
+def earlier_record(args: argparse.Namespace) -> dict[str, Any]:
+    """A ``--base`` folder trained here brings its history: ``stages``, every run that made it (oldest
+    first; a folder without ``stages`` was made by one run, its record), to which this run is added
+    when it ends; with ``--keep-base-decoding`` also the record of how that decoding was chosen."""
+    path = Path(args.base) / META_FILENAME
+    if not path.is_file():
+        return {}
+    record = GeneratorMeta.model_validate_json(path.read_text(encoding="utf-8")).training
+    if not record:
+        return {}
+    runs = record.get("stages") or [{k: v for k, v in record.items() if k not in NOT_A_STAGE}]
+    carried: dict[str, Any] = {"stages": list(runs)}
+    if args.keep_base_decoding and "decoding_selection" in record:
+        carried["decoding_selection"] = record["decoding_selection"]
+    return carried
+
+
+def base_decoding_meta(args: argparse.Namespace) -> GeneratorMeta | None:
+    """``--base``'s ``generator.json`` when ``--keep-base-decoding`` asks for its decoding."""
+    if not args.keep_base_decoding:
+        return None
+    return GeneratorMeta.model_validate_json((Path(args.base) / META_FILENAME).read_text(encoding="utf-8"))
+
+
+def validation_scores(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    meta: GeneratorMeta,
+    pairs: Sequence[Pair],
+    device: str,
+    batch_size: int = 16,
+) -> dict[str, float]:
+    """Char BLEU-4 and ROUGE-L F of the validation comments as the bot's loader writes them: the
+    weights saved and loaded by ``CommentGenerator`` (int8 where the metadata says so), decoded with
+    ``eval_generation``, object slots filled."""
+    keywords = [pair.keywords for pair in pairs]
+    predictions: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="generator-epoch-") as folder:
+        save_generator(Path(folder), model, tokenizer, meta)
+        generator = CommentGenerator.load(GeneratorEntry(name="epoch", path=Path(folder), meta=meta), device)
+        for start in range(0, len(keywords), batch_size):
+            predictions.extend(generator.generate(keywords[start : start + batch_size], sample=False))
+    references = [pair.comment for pair in pairs]
+    return {
+        "bleu4": round(bleu_scores(references, predictions)["bleu4"], 4),
+        "rougeL_f": round(rouge_f_scores(references, predictions)["rougeL_f"], 4),
+    }
 
 
 def plot_loss_curve(history: Sequence[EpochRecord], path: Path, title: str) -> None:
@@ -579,13 +679,42 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         }
         if args.base == "scratch"
         else {},
+        **earlier_record(args),
     }
     write_split_files(args.report, split)
 
+    base_decoding = base_decoding_meta(args)
+    scoring = args.select_by == "scores"
+
+    def save_best(record: EpochRecord, elapsed: float) -> None:
+        info = {
+            **training_info,
+            "best_epoch": record.epoch,
+            "best_val_loss": round(record.val_loss, 4),
+            **({"best_val_scores": record_scores(record)} if scoring else {}),
+            "train_seconds": round(elapsed),
+        }
+        save_generator(args.output, model, tokenizer, generator_meta(args, info, suppress, base_decoding))
+
+    def measure(record: EpochRecord) -> EpochRecord:
+        if scoring:
+            meta = generator_meta(args, training_info, suppress, base_decoding)
+            found = validation_scores(model, tokenizer, meta, split.validation, device)
+            record.val_bleu4, record.val_rouge_l_f = found["bleu4"], found["rougeL_f"]
+        return record
+
     history: list[EpochRecord] = []
     snapshots: dict[int, dict[str, torch.Tensor]] = {}  # epoch → weights, the last few only
-    best_loss, best_epoch, bad_epochs, step = math.inf, 0, 0, 0
+    best: EpochRecord | None = None
+    start_scores: dict[str, float | None] | None = None
+    bad_epochs, step = 0, 0
     start = time.monotonic()
+    if scoring and args.base != "scratch":
+        # The starting weights are a candidate too: training must beat them to replace them.
+        best = measure(EpochRecord(0, 0, math.nan, validation_loss(model, val_examples, args, pad_id), 0.0))
+        start_scores = record_scores(best)
+        logger.info("start: val %.4f, %s", best.val_loss, start_scores)
+        save_best(best, 0.0)
     rng = random.Random(init_seed)
     stop_reason = "epochs"
     model.train()
@@ -608,25 +737,22 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             if args.max_steps and step >= args.max_steps:
                 break
         val = validation_loss(model, val_examples, args, pad_id)
+        record = measure(EpochRecord(epoch, step, running / max(1, seen), val, 0.0))
         elapsed = time.monotonic() - start
-        history.append(EpochRecord(epoch, step, running / max(1, seen), val, round(elapsed, 1)))
+        record.elapsed_s = round(elapsed, 1)
+        history.append(record)
         logger.info(
-            "epoch %d step %d: train %.4f val %.4f (%.1f min)",
+            "epoch %d step %d: train %.4f val %.4f%s (%.1f min)",
             epoch,
             step,
-            running / max(1, seen),
+            record.train_loss,
             val,
+            f", {record_scores(record)}" if scoring else "",
             elapsed / 60,
         )
-        if val < best_loss:
-            best_loss, best_epoch, bad_epochs = val, epoch, 0
-            info = {
-                **training_info,
-                "best_epoch": epoch,
-                "best_val_loss": round(val, 4),
-                "train_seconds": round(elapsed),
-            }
-            save_generator(args.output, model, tokenizer, generator_meta(args, info, suppress))
+        if best is None or (record.score > best.score if scoring else val < best.val_loss):
+            best, bad_epochs = record, 0
+            save_best(record, elapsed)
         else:
             bad_epochs += 1
         if args.average_last > 1:  # the last N epochs, and the N ending at the best one
@@ -635,7 +761,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             snapshots = {
                 e: w
                 for e, w in snapshots.items()
-                if e > epoch - window or best_epoch - window < e <= best_epoch
+                if e > epoch - window or best.epoch - window < e <= best.epoch
             }
         if bad_epochs >= args.patience:
             stop_reason = "early stopping"
@@ -651,6 +777,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             stop_reason = "time budget"
             break
 
+    if best is None:
+        raise ValueError("no epoch was trained (--epochs 0?)")
+    best_epoch, best_loss = best.epoch, best.val_loss
     train_seconds = time.monotonic() - start
     averaged = try_averages(model, snapshots, best_epoch, len(history), best_loss, val_examples, args, pad_id)
     if averaged is not None:
@@ -661,11 +790,13 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             "averaged": averaged,
             "best_val_loss": round(best_loss, 4),
         }
-        save_generator(args.output, model, tokenizer, generator_meta(args, info, suppress))
+        save_generator(args.output, model, tokenizer, generator_meta(args, info, suppress, base_decoding))
     summary = {
         **training_info,
         "best_epoch": best_epoch,
         "best_val_loss": round(best_loss, 4),
+        **({"best_val_scores": record_scores(best), "start_val_scores": start_scores} if scoring else {}),
+        "select_by": args.select_by,
         "averaged": averaged,
         "epochs_run": len(history),
         "steps": step,
@@ -674,6 +805,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "history": [asdict(r) for r in history],
     }
+    if "stages" in summary:  # this run is the folder's last stage
+        this_run = {k: v for k, v in summary.items() if k not in (*NOT_A_STAGE, "history")}
+        summary["stages"] = [*summary["stages"], this_run]
     # The saved best checkpoint gets the final training summary (history stays in the report).
     meta_path = args.output / META_FILENAME
     meta = GeneratorMeta.model_validate_json(meta_path.read_text(encoding="utf-8"))
