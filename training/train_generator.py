@@ -62,6 +62,7 @@ from training.data import (
     split_pairs,
     write_pairs,
 )
+from training.evaluate_generator import generate_all
 from training.metrics import bleu_scores, rouge_f_scores
 from training.tokenizer import fragment_token_ids, train_tokenizer
 
@@ -501,28 +502,24 @@ def record_scores(record: EpochRecord) -> dict[str, float | None]:
     return {"bleu4": record.val_bleu4, "rougeL_f": record.val_rouge_l_f}
 
 
-def earlier_record(args: argparse.Namespace) -> dict[str, Any]:
+def base_folder_meta(args: argparse.Namespace) -> GeneratorMeta | None:
+    """``--base``'s ``generator.json`` when it is a folder trained here (read once per run)."""
+    path = Path(args.base) / META_FILENAME
+    return GeneratorMeta.model_validate_json(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def earlier_record(base: GeneratorMeta | None, keep_decoding: bool) -> dict[str, Any]:
     """A ``--base`` folder trained here brings its history: ``stages``, every run that made it (oldest
     first; a folder without ``stages`` was made by one run, its record), to which this run is added
     when it ends; with ``--keep-base-decoding`` also the record of how that decoding was chosen."""
-    path = Path(args.base) / META_FILENAME
-    if not path.is_file():
-        return {}
-    record = GeneratorMeta.model_validate_json(path.read_text(encoding="utf-8")).training
+    record = base.training if base is not None else {}
     if not record:
         return {}
     runs = record.get("stages") or [{k: v for k, v in record.items() if k not in NOT_A_STAGE}]
     carried: dict[str, Any] = {"stages": list(runs)}
-    if args.keep_base_decoding and "decoding_selection" in record:
+    if keep_decoding and "decoding_selection" in record:
         carried["decoding_selection"] = record["decoding_selection"]
     return carried
-
-
-def base_decoding_meta(args: argparse.Namespace) -> GeneratorMeta | None:
-    """``--base``'s ``generator.json`` when ``--keep-base-decoding`` asks for its decoding."""
-    if not args.keep_base_decoding:
-        return None
-    return GeneratorMeta.model_validate_json((Path(args.base) / META_FILENAME).read_text(encoding="utf-8"))
 
 
 def validation_scores(
@@ -536,13 +533,10 @@ def validation_scores(
     """Char BLEU-4 and ROUGE-L F of the validation comments as the bot's loader writes them: the
     weights saved and loaded by ``CommentGenerator`` (int8 where the metadata says so), decoded with
     ``eval_generation``, object slots filled."""
-    keywords = [pair.keywords for pair in pairs]
-    predictions: list[str] = []
     with tempfile.TemporaryDirectory(prefix="generator-epoch-") as folder:
         save_generator(Path(folder), model, tokenizer, meta)
         generator = CommentGenerator.load(GeneratorEntry(name="epoch", path=Path(folder), meta=meta), device)
-        for start in range(0, len(keywords), batch_size):
-            predictions.extend(generator.generate(keywords[start : start + batch_size], sample=False))
+        predictions = generate_all(generator, [pair.keywords for pair in pairs], batch_size)
     references = [pair.comment for pair in pairs]
     return {
         "bleu4": round(bleu_scores(references, predictions)["bleu4"], 4),
@@ -649,6 +643,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         optimizer, min(args.warmup_steps, total_steps // 2), total_steps
     )
 
+    base_meta = base_folder_meta(args)
     training_info: dict[str, Any] = {
         "base": args.base,
         "data": str(args.data.name),
@@ -679,11 +674,11 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         }
         if args.base == "scratch"
         else {},
-        **earlier_record(args),
+        **earlier_record(base_meta, args.keep_base_decoding),
     }
     write_split_files(args.report, split)
 
-    base_decoding = base_decoding_meta(args)
+    base_decoding = base_meta if args.keep_base_decoding else None
     scoring = args.select_by == "scores"
 
     def save_best(record: EpochRecord, elapsed: float) -> None:
