@@ -340,6 +340,7 @@ def test_killed_run_resumes_where_it_stopped(fixture_data: Path, tmp_path: Path)
             str(tmp_path),
             "--name",
             "killed",
+            "--no-ship",
         ]
     )
 
@@ -351,10 +352,13 @@ def test_killed_run_resumes_where_it_stopped(fixture_data: Path, tmp_path: Path)
     run = tmp_path / "killed"
     assert len((run / "results.csv").read_text().splitlines()) == 2  # header + epoch 1
 
-    train_detector.main(["--resume", str(run), "--no-ship"])
+    # Resumed without repeating --no-ship: the run remembers it and ships nothing.
+    shipped = tmp_path / "shipped"
+    train_detector.main(["--resume", str(run), "--out", str(shipped)])
 
     rows = (run / "results.csv").read_text().splitlines()
     assert [row.split(",")[0].strip() for row in rows[1:]] == ["1", "2"]
+    assert not shipped.exists()
 
 
 def test_bot_path_map_scores_perfect_and_wrong_detections() -> None:

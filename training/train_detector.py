@@ -15,7 +15,8 @@ Examples::
     python -m training.train_detector --ship-only runs/detect/emotion
 
 Every run is resumable: ultralytics writes ``last.pt`` and ``best.pt`` after each epoch, and
-``--resume`` continues from ``last.pt`` with the optimizer, schedule and epoch counter it had.
+``--resume`` continues from ``last.pt`` with the optimizer, schedule and epoch counter it had, and
+ships at the end only if the run was not started with ``--no-ship``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from inference.models.runtime import prepare_offline_ultralytics, set_torch_thre
 from inference.settings import REPO_ROOT
 
 logger = logging.getLogger(__name__)
+
+RUN_CHOICES = "train_detector.json"  # in the run folder: what --resume must remember
 
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "faces" / "data.yaml"
 DEFAULT_OUT = REPO_ROOT / "weights" / "emotion"
@@ -129,6 +132,29 @@ def _checkpoint_in(run: Path, name: str) -> Path:
     return run if run.suffix == ".pt" else run / "weights" / name
 
 
+def _run_folder(run_or_checkpoint: Path) -> Path:
+    return run_or_checkpoint.parent.parent if run_or_checkpoint.suffix == ".pt" else run_or_checkpoint
+
+
+def _record_choices(no_ship: bool) -> Any:
+    """Keep the run's own options that ultralytics does not save (``RUN_CHOICES`` in its folder), so that
+    ``--resume`` honours them: a resumed ``--no-ship`` run must not replace the shipped detector."""
+
+    def callback(trainer: Any) -> None:
+        choices = {"no_ship": no_ship}
+        (Path(trainer.save_dir) / RUN_CHOICES).write_text(json.dumps(choices) + "\n", encoding="utf-8")
+
+    return callback
+
+
+def _resumed_run_ships(run: Path) -> bool:
+    """Whether a resumed run ships: not when it was started with ``--no-ship``."""
+    path = _run_folder(run) / RUN_CHOICES
+    if not path.is_file():
+        return True
+    return not json.loads(path.read_text(encoding="utf-8")).get("no_ship", False)
+
+
 def train(args: argparse.Namespace, callbacks: Mapping[str, Callable[[Any], None]] | None = None) -> Path:
     """Run ultralytics training; returns the run folder (holding weights/best.pt, last.pt).
 
@@ -143,6 +169,7 @@ def train(args: argparse.Namespace, callbacks: Mapping[str, Callable[[Any], None
         logger.info("resuming %s", source)
         model.train(resume=True)
     else:
+        model.add_callback("on_train_start", _record_choices(args.no_ship))
         model.train(
             data=str(args.data),
             imgsz=args.imgsz,
@@ -275,6 +302,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     started = time.monotonic()
     run = train(args)
     logger.info("training finished in %.1f min: %s", (time.monotonic() - started) / 60, run)
+    if args.resume is not None and not args.no_ship and not _resumed_run_ships(args.resume):
+        logger.info("not shipped: %s was started with --no-ship (ship it with --ship-only)", run)
+        return
     if not args.no_ship:
         ship(run, args.out, args.conf, args.ship_imgsz, stages)
 
