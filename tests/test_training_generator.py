@@ -29,7 +29,7 @@ from inference.models.generators import CommentGenerator
 from inference.models.registry import GenerationConfig, discover_generators
 from inference.text.josa import attach_particle, replace_word
 from inference.text.slots import SLOT_TOKENS
-from training import evaluate_generator, select_decoding, train_generator
+from training import distill_comments, evaluate_generator, select_decoding, train_generator
 from training.augment import (
     augment_pairs,
     common_syllables,
@@ -43,6 +43,7 @@ from training.data import (
     load_object_names,
     load_pairs,
     split_pairs,
+    write_jsonl,
 )
 from training.tokenizer import train_tokenizer
 
@@ -778,3 +779,80 @@ def test_init_seed_changes_the_weights_not_the_split(
         assert (folders[0] / "report" / name).read_bytes() == (folders[1] / "report" / name).read_bytes()
     weights = [(f / "model.safetensors").read_bytes() for f in folders]
     assert weights[0] != weights[1]
+
+
+# --- teacher comments (training.distill_comments) and --extra-pairs -------------------------------------
+def test_teacher_picks_keep_the_promises_of_a_comment() -> None:
+    """Only candidates with every object and an emoji count; closest follows the reference, consensus the
+    other candidates; a pair with no usable candidate is left out."""
+    row = {
+        "keywords": "기쁨, 안경",
+        "reference": "안경이 잘 어울리는 밝은 미소네요! 😊",
+        "candidates": [
+            {"comment": "안경이 잘 어울리는 미소네요! 😊"},
+            {"comment": "행복해 보이시네요! 😊"},  # no 안경
+            {"comment": "안경이 잘 어울리는 밝은 미소네요"},  # no emoji
+            {"comment": "정말 행복해 보여요! 안경이 멋져요 😄"},
+            {"comment": "정말 행복해 보여요! 안경이 멋지네요 😄"},
+            {"comment": "정말 행복해 보여요! 안경이 멋져요 😄"},  # the same twice counts once
+        ],
+    }
+    assert distill_comments.pick(row, "closest") == "안경이 잘 어울리는 미소네요! 😊"
+    assert distill_comments.pick(row, "consensus") in {
+        "정말 행복해 보여요! 안경이 멋져요 😄",
+        "정말 행복해 보여요! 안경이 멋지네요 😄",
+    }
+    unusable = {**row, "candidates": [{"comment": "행복해 보이시네요! 😊"}]}
+    assert distill_comments.pick(unusable, "closest") is None
+    closest = {**row, "comment": "안경이 잘 어울리는 미소네요! 😊"}
+    del closest["candidates"]
+    assert distill_comments.picked_rows([unusable, row], "closest") == [closest]
+
+
+def test_teacher_comments_come_from_the_training_split_and_resume(
+    tiny_trained_t5: Path, tmp_path: Path, data_files: tuple[Path, Path]
+) -> None:
+    """The real generation path writes each training pair's candidates once (a second run adds none), and
+    every pick is made from a training pair, so train_generator accepts the file."""
+    data, _ = data_files
+    out = tmp_path / "distill"
+    argv = [
+        "--out", str(out), "--data", str(data), "--weights-dir", str(tiny_trained_t5), "--generators", "t5",
+        "--val-size", "6", "--test-size", "6", "--limit", "5", "--draws", "1", "--batch-size", "2",
+        "--threads", "1",
+    ]  # fmt: skip
+    distill_comments.main(argv)
+    distill_comments.main(argv)
+    rows = distill_comments.read_rows(out / distill_comments.CANDIDATES_FILE)
+    train = split_pairs(load_pairs(data), seed=42, validation=6, test=6).train
+    assert [(r["keywords"], r["reference"]) for r in rows] == [(p.keywords, p.comment) for p in train[:5]]
+    assert all([c["sampled"] for c in r["candidates"]] == ["False", "True"] for r in rows)
+    for how in distill_comments.PICKS:
+        picked = (out / f"{how}.jsonl").read_text(encoding="utf-8").splitlines()
+        assert len(picked) == len(distill_comments.picked_rows(rows, how))
+        train_generator.extra_training_pairs(out / f"{how}.jsonl", train)  # raises if not from training
+
+
+def test_extra_pairs_join_training_and_are_refused_from_validation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data_files: tuple[Path, Path]
+) -> None:
+    data, _ = data_files
+    split = split_pairs(load_pairs(data), seed=42, validation=6, test=6)
+    teacher = [
+        {"keywords": p.keywords, "comment": f"{p.comment} 정말 좋아요!", "reference": p.comment}
+        for p in split.train[:4]
+    ]
+    extra = tmp_path / "extra.jsonl"
+    write_jsonl(extra, teacher)
+    output = tmp_path / "generators" / "t5"
+    run_training(
+        monkeypatch, data_files, output, "--arch", "t5", "--vocab-size", "400", *TINY_SIZE,
+        "--extra-pairs", str(extra),
+    )  # fmt: skip
+    record = json.loads((output / "generator.json").read_text(encoding="utf-8"))["training"]
+    assert record["extra_pairs"]["pairs"] == 4 and len(record["extra_pairs"]["sha256"]) == 64
+    leaked = next(p for p in split.validation if p not in set(split.train))
+    leaked_row = {"keywords": leaked.keywords, "comment": "좋아요 😊", "reference": leaked.comment}
+    write_jsonl(extra, [*teacher, leaked_row])
+    with pytest.raises(ValueError, match=r"extra\.jsonl:5: not made from a training pair"):
+        train_generator.extra_training_pairs(extra, split.train)

@@ -57,6 +57,7 @@ from training.data import (
     Pair,
     file_sha256,
     holdout_object_names,
+    iter_pair_rows,
     load_object_names,
     load_pairs,
     split_pairs,
@@ -142,6 +143,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="share of swaps that use made-up names (teaches copying)",
     )
     parser.add_argument("--holdout-names", type=int, default=60, help="object names never trained on")
+    parser.add_argument(
+        "--extra-pairs",
+        type=Path,
+        help="jsonl of {keywords, comment, reference} added to the training split only, e.g. teacher comments"
+        " from training.distill_comments; every (keywords, reference) must be a training pair",
+    )
     parser.add_argument(
         "--object-slots",
         action="store_true",
@@ -565,6 +572,23 @@ def plot_loss_curve(history: Sequence[EpochRecord], path: Path, title: str) -> N
 
 
 # --- main ------------------------------------------------------------------------------------------------
+def extra_training_pairs(path: Path, train: Sequence[Pair]) -> list[Pair]:
+    """``--extra-pairs``: rows made from training pairs only. A row whose ``reference`` is not the comment
+    of a training pair with its keywords could carry a validation or test comment into training."""
+    allowed = {(pair.keywords, pair.comment) for pair in train}
+    extra: list[Pair] = []
+    for number, row in enumerate(iter_pair_rows(path), start=1):
+        reference = str(row.get("reference", "")).strip()
+        if (row["keywords"].strip(), reference) not in allowed:
+            raise ValueError(f"{path}:{number}: not made from a training pair (keywords + reference)")
+        extra.append(Pair(keywords=row["keywords"].strip(), comment=row["comment"].strip()))
+    return extra
+
+
+def extra_pairs_record(path: Path, count: int) -> dict[str, Any]:
+    return {"file": path.name, "sha256": file_sha256(path), "pairs": count}
+
+
 def prepare_data(args: argparse.Namespace) -> tuple[Any, list[Pair], list[str]]:
     """Split, hold out names for the unseen-keyword test, augment the training split."""
     pairs = load_pairs(args.data)
@@ -606,7 +630,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     random.seed(init_seed)
     torch.manual_seed(init_seed)
     split, augmented, holdout = prepare_data(args)
-    train_pairs = [*split.train, *augmented]
+    extra = extra_training_pairs(args.extra_pairs, split.train) if args.extra_pairs else []
+    train_pairs = [*split.train, *augmented, *extra]
     if args.base == "scratch":
         texts = [t for p in train_pairs for t in (p.keywords, p.comment)]
         tokenizer, model = build_scratch(args, texts)
@@ -622,7 +647,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     model.to(device)  # type: ignore[arg-type]
     params = count_parameters(model)
     logger.info("%s from %s: %.2fM parameters on %s", args.arch, args.base, params / 1e6, device)
-    logger.info("pairs: %s + %d augmented", split.sizes(), len(augmented))
+    logger.info("pairs: %s + %d augmented + %d extra", split.sizes(), len(augmented), len(extra))
 
     prepare = with_slots if args.object_slots else (lambda pair: pair)
     train_examples = [encode(prepare(p), tokenizer, args) for p in train_pairs]
@@ -651,6 +676,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "split": {"seed": args.seed, **split.sizes(), "augmented": len(augmented)},
         "init_seed": init_seed,
         "augmentation": {"copies": args.augment_copies, "synthetic_share": args.synthetic_share},
+        **({"extra_pairs": extra_pairs_record(args.extra_pairs, len(extra))} if args.extra_pairs else {}),
         "object_slots": args.object_slots,
         "holdout_object_names": holdout,
         "params": params,
