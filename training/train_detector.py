@@ -302,11 +302,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     started = time.monotonic()
     run = train(args)
     logger.info("training finished in %.1f min: %s", (time.monotonic() - started) / 60, run)
-    if args.resume is not None and not args.no_ship and not _resumed_run_ships(args.resume):
+    if args.no_ship:
+        return
+    if args.resume is not None and not _resumed_run_ships(args.resume):
         logger.info("not shipped: %s was started with --no-ship (ship it with --ship-only)", run)
         return
-    if not args.no_ship:
-        ship(run, args.out, args.conf, args.ship_imgsz, stages)
+    ship(run, args.out, args.conf, args.ship_imgsz, stages)
 
 
 if __name__ == "__main__":
