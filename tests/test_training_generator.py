@@ -42,6 +42,7 @@ from training.data import (
     holdout_object_names,
     load_object_names,
     load_pairs,
+    read_jsonl,
     split_pairs,
     write_jsonl,
 )
@@ -823,7 +824,7 @@ def test_teacher_comments_come_from_the_training_split_and_resume(
     ]  # fmt: skip
     distill_comments.main(argv)
     distill_comments.main(argv)
-    rows = distill_comments.read_rows(out / distill_comments.CANDIDATES_FILE)
+    rows = read_jsonl(out / distill_comments.CANDIDATES_FILE)
     train = split_pairs(load_pairs(data), seed=42, validation=6, test=6).train
     assert [(r["keywords"], r["reference"]) for r in rows] == [(p.keywords, p.comment) for p in train[:5]]
     assert all([c["sampled"] for c in r["candidates"]] == ["False", "True"] for r in rows)

@@ -35,7 +35,7 @@ from inference.models.generators import CommentGenerator
 from inference.models.registry import discover_generators, resolve_generator
 from inference.settings import DEFAULT_WEIGHTS_DIR
 from inference.text.choice import consensus_pick, has_emoji, likeness
-from training.data import DEFAULT_DATA, Pair, load_pairs, split_pairs, write_jsonl
+from training.data import DEFAULT_DATA, Pair, load_pairs, read_jsonl, split_pairs, write_jsonl
 from training.metrics import is_garbled, mentions_all_objects
 
 logger = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ def write_candidates(
     teachers: Sequence[CommentGenerator], pairs: Sequence[Pair], path: Path, draws: int, batch_size: int
 ) -> None:
     """Append every pair's candidates to ``path``, skipping the pairs already there (a resumed run)."""
-    done = len(read_rows(path)) if path.is_file() else 0
+    done = len(read_jsonl(path)) if path.is_file() else 0
     if done:
         logger.info("%s: %d of %d pairs already written, continuing", path, done, len(pairs))
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -95,11 +95,6 @@ def write_candidates(
                 row = {"keywords": pair.keywords, "reference": pair.comment, "candidates": options}
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")
         logger.info("candidates: %d of %d pairs", min(start + batch_size, len(pairs)), len(pairs))
-
-
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    with path.open(encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
 
 
 def pick(row: dict[str, Any], how: str) -> str | None:
@@ -133,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     teachers = [CommentGenerator.load(resolve_generator(name, available), "cpu") for name in args.generators]
     candidates = args.out / CANDIDATES_FILE
     write_candidates(teachers, pairs, candidates, args.draws, args.batch_size)
-    rows = read_rows(candidates)
+    rows = read_jsonl(candidates)
     for how in PICKS:
         chosen = picked_rows(rows, how)
         write_jsonl(args.out / f"{how}.jsonl", chosen)
