@@ -19,6 +19,7 @@ from inference.models.object_check import OTHER_CLASS, ObjectCheck
 from inference.models.runtime import prepare_offline_ultralytics
 from tests.conftest import make_settings
 from tests.fixtures.tiny_models import make_colour_classifier, make_tiny_detector
+from training import train_face_check as tfc
 from training import train_object_check as toc
 
 EMOTIONS = ["anger", "sad", "panic", "happy", "neutral"]
@@ -165,3 +166,20 @@ def test_tiny_training_run_from_mined_crops(tmp_path: Path) -> None:
     assert extra["threshold"] in toc.CHECK_GRID and extra["suggested_object_conf"] in toc.CONF_GRID
     assert ObjectCheck.load(out).threshold == extra["threshold"]
     assert {"with_check", "detector_only", "loss"} <= set(checkpoint["metrics"]["held_out"])
+
+
+@pytest.mark.parametrize("script", ["object", "face"])
+def test_default_crop_cache_belongs_to_one_detector(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str
+) -> None:
+    """Crops mined with one detector are never reused for another: its boxes are what a check learns."""
+    module = toc if script == "object" else tfc
+    used: list[Path] = []
+    monkeypatch.setattr(module, "cached_crops", lambda cache, record, mine: used.append(cache) or [])
+    for content in (b"detector one", b"detector two", b"detector one"):
+        weights = tmp_path / "model.pt"
+        weights.write_bytes(content)
+        argv = ["--weights", str(weights), "--everyday", str(tmp_path)]
+        module.load_or_mine(module.parse_args(argv), config=None)
+    assert used[0] != used[1] and used[0] == used[2]
+    assert all(path.parent == tmp_path for path in used)

@@ -55,6 +55,7 @@ from inference.results import box_iou as iou
 from inference.settings import REPO_ROOT
 from inference.text.labels import is_known_emotion
 from training import everyday_eval as ev
+from training.data import file_sha256
 from training.train_face_classifier import dataset_names, one_cycle_adamw, run_epoch
 
 if TYPE_CHECKING:
@@ -220,8 +221,15 @@ def cached_crops(cache: Path, record: Callable[..., Crops], mine: Callable[[], l
     return mined
 
 
+def detector_fingerprint(weights: Path) -> str:
+    """A short digest of the detector file, part of a default cache name: the crops are that detector's boxes,
+    and a check trained on another detector's boxes learns the wrong mistakes."""
+    return file_sha256(weights)[:12]
+
+
 def load_or_mine(args: argparse.Namespace, config: ClassifierConfig) -> list[PhotoCrops]:
-    settings = f"{args.size}_{args.margin}_{args.mine_conf}_{args.windows}_{args.animal_windows}"
+    detector = detector_fingerprint(args.weights)
+    settings = f"{args.size}_{args.margin}_{args.mine_conf}_{args.windows}_{args.animal_windows}_{detector}"
     cache = args.cache or args.everyday / f"face_check_crops_{settings}.pt"
     return cached_crops(cache, PhotoCrops, lambda: mine(args, config))
 
