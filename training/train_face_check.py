@@ -221,17 +221,18 @@ def cached_crops(cache: Path, record: Callable[..., Crops], mine: Callable[[], l
     return mined
 
 
-def detector_fingerprint(weights: Path) -> str:
-    """A short digest of the detector file, part of a default cache name: the crops are that detector's boxes,
-    and a check trained on another detector's boxes learns the wrong mistakes."""
-    return file_sha256(weights)[:12]
+def crop_cache(args: argparse.Namespace, check: str, settings: str) -> Path:
+    """``--cache``, else a file beside ``--everyday`` named after the mining settings and a digest of the
+    detector file: the crops are that detector's boxes, and a check trained on another detector's boxes learns
+    the wrong mistakes."""
+    if args.cache is not None:
+        return args.cache
+    return args.everyday / f"{check}_crops_{settings}_{file_sha256(args.weights)[:12]}.pt"
 
 
 def load_or_mine(args: argparse.Namespace, config: ClassifierConfig) -> list[PhotoCrops]:
-    detector = detector_fingerprint(args.weights)
-    settings = f"{args.size}_{args.margin}_{args.mine_conf}_{args.windows}_{args.animal_windows}_{detector}"
-    cache = args.cache or args.everyday / f"face_check_crops_{settings}.pt"
-    return cached_crops(cache, PhotoCrops, lambda: mine(args, config))
+    settings = f"{args.size}_{args.margin}_{args.mine_conf}_{args.windows}_{args.animal_windows}"
+    return cached_crops(crop_cache(args, "face_check", settings), PhotoCrops, lambda: mine(args, config))
 
 
 def stack(photos: Sequence[PhotoCrops]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

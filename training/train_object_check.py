@@ -51,7 +51,7 @@ from inference.results import Box, box_area
 from inference.results import box_iou as iou
 from inference.text.labels import is_known_emotion
 from training import everyday_eval as ev
-from training.train_face_check import cached_crops, crop_check_parser, detector_fingerprint, fit_check
+from training.train_face_check import cached_crops, crop_cache, crop_check_parser, fit_check
 
 logger = logging.getLogger(__name__)
 
@@ -190,10 +190,8 @@ def check_classes(weights: Path) -> tuple[str, ...]:
 
 
 def load_or_mine(args: argparse.Namespace, config: ClassifierConfig) -> list[PhotoCrops]:
-    detector = detector_fingerprint(args.weights)
-    settings = f"{args.size}_{args.margin}_{args.mine_conf}_{args.windows}_{args.photos}_{detector}"
-    cache = args.cache or args.everyday / f"object_check_crops_{settings}.pt"
-    return cached_crops(cache, PhotoCrops, lambda: mine(args, config))
+    settings = f"{args.size}_{args.margin}_{args.mine_conf}_{args.windows}_{args.photos}"
+    return cached_crops(crop_cache(args, "object_check", settings), PhotoCrops, lambda: mine(args, config))
 
 
 # --- held-out keywords -----------------------------------------------------------------------------
