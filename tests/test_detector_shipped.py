@@ -62,6 +62,35 @@ def test_shipped_detector_loads_as_the_bot_loads_it(zidane_jpg: Path) -> None:
     assert all(f.label in detector.names for f in faces)
 
 
+def test_the_mirror_pass_sees_the_same_bus(bus_jpg: Path) -> None:
+    """``predict_with_mirror`` (one batch of photo + mirror) finds bus.jpg's bus in both views, and
+    mapped back the mirror's box lies on the photo's; fused, it is one bus with the mean confidence."""
+    from inference.models.runtime import prepare_offline_ultralytics
+
+    prepare_offline_ultralytics()
+    from PIL import Image
+
+    from inference.models.detect import EmotionDetector, fuse_mirrored, mirrored
+    from inference.results import box_iou
+
+    detector = EmotionDetector.from_settings(make_settings(DEFAULT_WEIGHTS_DIR), "cpu")
+    photo = Image.open(bus_jpg).convert("RGB")
+    (own,), (flipped,) = detector.runner.predict_with_mirror([photo])
+    alone = detector.runner.predict([photo])[0]  # the batch of two changes nothing but float rounding
+    assert [b.label for b in own] == [b.label for b in alone]
+    assert [b.confidence for b in own] == pytest.approx([b.confidence for b in alone], abs=1e-4)
+    bus = max((b for b in own if b.label == "bus"), key=lambda b: b.confidence)
+    bus_mirrored = max(
+        (b for b in mirrored(flipped, photo.width) if b.label == "bus"), key=lambda b: b.confidence
+    )
+    assert box_iou(bus.box, bus_mirrored.box) > 0.8
+    fused = [b for b in fuse_mirrored([bus], [bus_mirrored]) if b.label == "bus"]
+    assert len(fused) == 1 and fused[0].confidence == pytest.approx(
+        (bus.confidence + bus_mirrored.confidence) / 2
+    )
+    assert detector.object_flip == bool(metadata().get("object_flip", False))
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not FACES_DATA.exists(), reason="shared faces set not present")
 def test_recorded_dominant_face_accuracy_is_reproduced(tmp_path: Path) -> None:

@@ -395,6 +395,42 @@ def test_joint_model_splits_faces_and_objects_with_their_own_thresholds() -> Non
     assert build_keywords(faces, objects, max_keywords=4) == ["기쁨", "차"]  # person: never a keyword
 
 
+class MirrorRunner(StubRunner):
+    """Fixed boxes for each photo and for its mirror image (``predict_with_mirror``)."""
+
+    def __init__(self, photo: list[RawBox], mirror: list[RawBox]) -> None:
+        super().__init__(photo)
+        self.mirror = mirror
+        self.mirrored: list[Image.Image] = []
+
+    def predict_with_mirror(self, images: list[Image.Image]) -> tuple[list[list[RawBox]], list[list[RawBox]]]:
+        self.mirrored.extend(images)
+        return [list(self.boxes) for _ in images], [list(self.mirror) for _ in images]
+
+
+def test_object_flip_averages_each_object_over_the_photo_and_its_mirror_image() -> None:
+    photo = [
+        RawBox("happy", 0.9, (10, 10, 60, 60)),
+        RawBox("car", 0.5, (0, 100, 200, 200)),
+        RawBox("dog", 0.5, (250, 120, 300, 190)),  # the mirror image has no dog: 0.25
+    ]
+    mirror = [
+        RawBox("sad", 0.9, (100, 10, 150, 60)),  # faces come from the photo only
+        RawBox("car", 0.3, (120, 100, 320, 200)),  # the same car, mirrored: (0.5 + 0.3) / 2
+        RawBox("dog", 0.9, (0, 0, 50, 50)),  # only the mirror image has it here: 0.45, at x 270-320
+    ]
+    runner = MirrorRunner(photo, mirror)
+    detector = EmotionDetector(runner, None, object_conf=0.35, object_flip=True)  # type: ignore[arg-type]
+    item = decode_image(corpus.encode(corpus.pattern((320, 240)), "JPEG"))
+    ((faces, objects),) = detector.detect_all([item])
+    assert [face.label for face in faces] == ["happy"]
+    assert [(o.label, round(o.confidence, 3)) for o in objects] == [("dog", 0.45), ("car", 0.4)]
+    assert objects[0].box == pytest.approx((270, 0, 320, 50)) and objects[1].box == pytest.approx(
+        (0, 100, 200, 200)
+    )
+    assert runner.mirrored == [item.image]
+
+
 def test_keywords_only_request_skips_decoding_and_detection(pipeline: Pipeline) -> None:
     """🔄: a new comment for stored keywords; no image, so no decode or detector stage runs."""
     result = run_one(pipeline, b"", keywords=("기쁨", "안경"), generator="gpt2")

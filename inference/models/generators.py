@@ -46,6 +46,7 @@ from inference.text.slots import (
     slot_keywords,
 )
 from inference.text.templates import OBJECT_EMOJI, template_comment
+from inference.text.tidy import cap_emoji_runs
 
 logger = logging.getLogger(__name__)
 transformers_logging.disable_progress_bar()  # "Loading weights" bars would flood the worker's log
@@ -184,10 +185,12 @@ class CommentGenerator(ABC):
 
     @staticmethod
     def _pick(options: Sequence[str], slotted: SlottedKeywords, pick: str = "first") -> str:
-        """Among the candidates that write every slot (else all), slots filled, the one
-        ``inference.text.choice`` chooses (an emoji first; best-ranked or consensus)."""
+        """Among the candidates that write every slot (else all), slots filled and emoji runs cut
+        (``inference.text.tidy``), the one ``inference.text.choice`` chooses (an emoji first;
+        best-ranked or consensus)."""
         complete = [text for text in options if _is_complete(text, slotted)] or list(options)
         filled = [fill_slots(text, slotted.names) for text in complete] if slotted.names else complete
+        filled = [cap_emoji_runs(text) for text in filled]
         return _with_emoji(choose(filled, pick), list(slotted.names.values()))
 
     def generate_kwargs(self, sample: bool) -> dict[str, Any]:
