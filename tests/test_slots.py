@@ -240,7 +240,7 @@ def test_a_model_without_slots_gets_the_plain_keywords() -> None:
     assert generator.seen_prompts == ["기쁨, 안경"]
 
 
-def test_slot_coverage_bars_repeats_missing_slots_and_nudges_the_end() -> None:
+def test_slot_coverage_bars_repeats_and_missing_slots_and_nudges_the_end() -> None:
     """Rows: prompt 0 (two slots) and prompt 1 (no slot), two beams each; token ids 10/11 are slots."""
     coverage = SlotCoverage([10, 11, 12], [2, 0], eos_id=1, end_penalty=5.0)
     prompt = torch.tensor([[7, 7]] * 4)  # a causal model's prompt: slots in it don't count
@@ -253,4 +253,5 @@ def test_slot_coverage_bars_repeats_missing_slots_and_nudges_the_end() -> None:
     assert (scores[2:, 10:13] == -math.inf).all() and (scores[2:, 1] == 0).all()  # no slots at all
     both = torch.cat([written, torch.tensor([[11], [3], [4], [4]])], dim=1)
     done = coverage(both, torch.zeros(4, 13))
-    assert done[0, 10] == 0 and done[0, 11] == 0 and done[0, 1] == 0  # all written: repeats and end free
+    assert done[0, 1] == 0  # all written: the end is free
+    assert done[0, 10] == -math.inf and done[0, 11] == -math.inf  # and no object is named twice

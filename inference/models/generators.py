@@ -222,13 +222,15 @@ class CommentGenerator(ABC):
 
 
 class SlotCoverage(LogitsProcessor):
-    """Only this prompt's slots (a slot with no object behind it is never written), and every object
-    before any object twice: while a slot is still missing, the slots already written are barred
-    and ending the comment costs ``end_penalty`` (log-probability; the metadata's
-    ``slot_end_penalty``: a nudge, since barring the end outright makes a small model ramble).
+    """Only this prompt's slots (a slot with no object behind it is never written), each at most once,
+    and every object before the end: while a slot is still missing, ending the comment costs
+    ``end_penalty`` (log-probability; the metadata's ``slot_end_penalty``: a nudge, since barring the
+    end outright makes a small model ramble).
 
     Small models like to write ``<obj1>`` again where ``<obj2>`` belongs ("핸드백과 핸드백"), or stop
-    after the first object. Rows are the prompts expanded by beams or return sequences, in order;
+    after the first object, or name an object again once all are named ("자전거가 멋지네요! 자전거도
+    …": 21 of t5's 300 validation comments, 4 of the references; barred, 7). Rows are the prompts
+    expanded by beams or return sequences, in order;
     the generated part starts where the input stood at the first call (the prompt for causal
     models, the start token for T5).
     """
@@ -261,7 +263,7 @@ class SlotCoverage(LogitsProcessor):
         present = (written[:, :, None] == self.slot_ids[None, None, :]).any(dim=1)  # rows × slots
         used = present & self.wanted
         incomplete = used.sum(dim=1) < self.wanted.sum(dim=1)
-        barred = (used & incomplete[:, None]) | ~self.wanted  # a slot this prompt lacks can't be filled
+        barred = used | ~self.wanted  # written once, or a slot this prompt lacks (nothing to fill it)
         slot_scores = scores[:, self.slot_ids].masked_fill(barred, -math.inf)
         scores[:, self.slot_ids] = slot_scores
         if self.eos_id is not None and self.end_penalty > 0:
