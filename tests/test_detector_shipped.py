@@ -91,6 +91,29 @@ def test_the_mirror_pass_sees_the_same_bus(bus_jpg: Path) -> None:
     assert detector.object_flip == bool(metadata().get("object_flip", False))
 
 
+def test_bus_jpg_shows_its_two_camera_facing_men_and_no_made_up_mood(bus_jpg: Path) -> None:
+    """The shipped size finds no face in bus.jpg (810×1080, faces ~40 px); the second look at its
+    larger size finds both men facing the camera, and neither gets a mood it barely reads, so the
+    keywords stay about the bus."""
+    from inference.models.runtime import prepare_offline_ultralytics
+
+    prepare_offline_ultralytics()
+    from inference.images import decode_image
+    from inference.models.detect import EmotionDetector
+    from inference.text.keywords import build_keywords
+
+    detector = EmotionDetector.from_settings(make_settings(DEFAULT_WEIGHTS_DIR), "cpu")
+    assert detector.second_look is not None and detector.second_look.imgsz > detector.runner.imgsz
+    ((faces, objects),) = detector.detect_all([decode_image(bus_jpg.read_bytes())])
+    heads = {"left man": (80, 380, 190, 520), "middle man": (230, 380, 340, 520)}  # pixels of bus.jpg
+    centres = [((f.box[0] + f.box[2]) / 2, (f.box[1] + f.box[3]) / 2) for f in faces]
+    found = {
+        name for name, (x0, y0, x1, y1) in heads.items() for x, y in centres if x0 < x < x1 and y0 < y < y1
+    }
+    assert len(faces) == 2 and found == set(heads)
+    assert build_keywords(faces, objects, max_keywords=4) == ["버스"]
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not FACES_DATA.exists(), reason="shared faces set not present")
 def test_recorded_dominant_face_accuracy_is_reproduced(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from inference.errors import (
     UnknownGeneratorError,
 )
 from inference.images import decode_image
-from inference.models.detect import EmotionDetector, RawBox, resolve_weights
+from inference.models.detect import EmotionDetector, RawBox, SecondLook, pass_options, resolve_weights
 from inference.models.pipeline import Pipeline, PipelineRequest
 from inference.results import CommentResult
 from inference.settings import DEFAULT_WEIGHTS_DIR
@@ -429,6 +429,107 @@ def test_object_flip_averages_each_object_over_the_photo_and_its_mirror_image() 
         (0, 100, 200, 200)
     )
     assert runner.mirrored == [item.image]
+
+
+class SizedRunner(StubRunner):
+    """Fixed boxes per ``imgsz``: nothing at the shipped size, a small face at the second look's."""
+
+    def __init__(self, boxes_by_size: dict[int, list[RawBox]], imgsz: int = 352) -> None:
+        super().__init__(boxes_by_size[imgsz])
+        self.boxes_by_size = boxes_by_size
+        self.imgsz = imgsz
+        self.calls: list[tuple[int, int]] = []  # (imgsz, photos) per call
+
+    def predict(
+        self, images: list[Image.Image], imgsz: int | None = None, conf: float | None = None
+    ) -> list[list[RawBox]]:
+        size = imgsz or self.imgsz
+        self.calls.append((size, len(images)))
+        return [list(self.boxes_by_size.get(size, [])) for _ in images]
+
+
+class ProbabilityCheck:
+    """A face check that gives each box the p(face) its width was given in ``probability``."""
+
+    def __init__(self, probability: dict[int, float], threshold: float = 0.5) -> None:
+        self.probability = probability
+        self.threshold = threshold
+
+    def crop(self, image: Image.Image, box: tuple[float, float, float, float]) -> Image.Image:
+        return image.crop((int(box[0]), int(box[1]), int(box[2]), int(box[3])))
+
+    def face_probability(self, crops: list[Image.Image]) -> list[float]:
+        return [self.probability[crop.width] for crop in crops]
+
+    def is_face(self, crops: list[Image.Image]) -> list[bool]:
+        return [p >= self.threshold for p in self.face_probability(crops)]
+
+
+def test_second_look_searches_faceless_photos_again_at_the_larger_size() -> None:
+    """A photo with no face at the shipped size is predicted once more at ``second_look.imgsz``; only
+    faces over its conf that pass its stricter check are kept. Photos with a face are not re-run."""
+    small = [
+        RawBox("sad", 0.05, (10, 10, 30, 30)),  # 20 px wide: p(face) 0.95, kept
+        RawBox("happy", 0.05, (100, 10, 130, 40)),  # 30 px: p(face) 0.7 passes the check, not the look's
+        RawBox("anger", 0.01, (200, 10, 240, 50)),  # 40 px: under the look's conf
+    ]
+    runner = SizedRunner({352: [], 480: small})
+    check = ProbabilityCheck({20: 0.95, 30: 0.7, 40: 0.99})
+    look = SecondLook(imgsz=480, conf=0.02, face_check_min=0.9)
+    detector = EmotionDetector(runner, face_check=check, second_look=look)  # type: ignore[arg-type]
+    item = decode_image(corpus.encode(corpus.pattern((320, 240)), "JPEG"))
+    ((faces, _),) = detector.detect_all([item])
+    assert [(f.label, f.box) for f in faces] == [("sad", (10, 10, 30, 30))]
+    assert runner.calls == [(352, 1), (480, 1)]
+
+    runner = SizedRunner({352: [RawBox("happy", 0.9, (10, 10, 60, 60))], 480: small})
+    check = ProbabilityCheck({50: 0.99, 20: 0.95, 30: 0.7, 40: 0.99})
+    detector = EmotionDetector(runner, face_check=check, second_look=look)  # type: ignore[arg-type]
+    ((faces, _),) = detector.detect_all([item])
+    assert [f.label for f in faces] == ["happy"] and runner.calls == [(352, 1)]
+
+    unchecked = EmotionDetector(SizedRunner({352: [], 480: small}), second_look=look)  # type: ignore[arg-type]
+    assert unchecked.second_look is None  # a low-threshold larger pass needs the face check behind it
+    ((faces, _),) = unchecked.detect_all([item])
+    assert faces == []
+
+
+def test_pass_options_come_from_the_metadata_with_plain_defaults() -> None:
+    """The bot's loader and ``training.evaluate_detector`` read the same keys through ``pass_options``."""
+    assert pass_options({}) == {"object_flip": False, "second_look": None, "emotion_min": 0.0}
+    metadata = {
+        "object_flip": True,
+        "second_look": {"imgsz": 480, "conf": 0.02, "face_check_min": 0.9},
+        "emotion_min": 0.35,
+    }
+    assert pass_options(metadata) == {
+        "object_flip": True,
+        "second_look": SecondLook(imgsz=480, conf=0.02, face_check_min=0.9),
+        "emotion_min": 0.35,
+    }
+
+
+class FixedClassifier:
+    """An emotion classifier that reads every crop as ``label`` with probability ``p``."""
+
+    def __init__(self, label: str, p: float) -> None:
+        self.label, self.p = label, p
+
+    def classify(self, crops: list[Image.Image]) -> list[tuple[str, float]]:
+        return [(self.label, self.p) for _ in crops]
+
+
+@pytest.mark.parametrize(("p", "label"), [(0.29, "neutral"), (0.35, "sad"), (0.8, "sad")])
+def test_a_barely_read_emotion_is_no_mood(p: float, label: str) -> None:
+    """Under ``emotion_min`` the classifier's best class is a guess (bus.jpg's middle man: "sad" at 0.29
+    of five classes): the face stays, as neutral, and gives no emotion keyword."""
+    runner = StubRunner([RawBox("happy", 0.9, (10, 10, 60, 60))])
+    classifier = FixedClassifier("sad", p)
+    detector = EmotionDetector(runner, classifier, emotion_min=0.35)  # type: ignore[arg-type]
+    item = decode_image(corpus.encode(corpus.pattern((320, 240)), "JPEG"))
+    ((faces, _),) = detector.detect_all([item])
+    assert [f.label for f in faces] == [label]
+    assert build_keywords(faces, [], max_keywords=4) == ([] if label == "neutral" else ["슬픔"])
 
 
 def test_keywords_only_request_skips_decoding_and_detection(pipeline: Pipeline) -> None:

@@ -382,7 +382,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
 def evaluate_closeups(args: argparse.Namespace) -> dict[str, Any]:
     """mAP, dominant-face accuracy, the threshold sweep and latency on a face-emotion split."""
-    from inference.models.detect import EmotionDetector, YoloRunner, read_metadata
+    from inference.models.detect import EmotionDetector, YoloRunner, pass_options, read_metadata
 
     weights = str(args.weights.resolve())
     metadata = read_metadata(weights)
@@ -428,6 +428,7 @@ def evaluate_closeups(args: argparse.Namespace) -> dict[str, Any]:
         object_conf=None if object_conf is None else float(object_conf),
         face_check=face_check,
         object_check=object_check,
+        **pass_options(metadata),
     )
     if classifier is not None:
         report["with_classifier"] = pipeline_accuracy(final, samples, settings)

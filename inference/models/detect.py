@@ -6,7 +6,8 @@ original upload's pixels. The emotion detector reads ``metadata.json`` beside it
 pass ``inference.models.face_classifier.FaceCheck`` (p(face) ≥ ``face_check_min``), which lets the
 detector run at a threshold low enough for small faces without calling a dog's face a face; when it
 names a ``classifier``, each face box that is left gets its emotion from the second-stage
-``inference.models.face_classifier.FaceEmotionClassifier``.
+``inference.models.face_classifier.FaceEmotionClassifier`` (``neutral``, no mood, where its best class
+is under ``emotion_min``).
 
 The shipped everyday detector is one joint model: its emotion classes are faces and every other
 class is an object, so a single pass gives both (``EmotionDetector.detect_all``); faces and objects
@@ -14,7 +15,8 @@ keep their own confidence thresholds (``conf`` and ``object_conf`` in the metada
 names an ``object_check``, each object box must also pass ``inference.models.object_check.ObjectCheck``
 (p(its class) ≥ ``object_check_min``), so the objects can run at a lower threshold. With
 ``object_flip`` the model also sees the mirror image and each object's confidence is the mean of the
-two views (``fuse_mirrored``); faces come from the photo itself. A separate
+two views (``fuse_mirrored``); faces come from the photo itself. With ``second_look``, a photo in
+which no face is found is searched once more at a larger size for small faces (``SecondLook``). A separate
 ``ObjectDetector`` (``OBJECT_WEIGHTS``, e.g. an OIV7 model) replaces the joint model's objects.
 
 Call ``inference.models.runtime.prepare_offline_ultralytics()`` before importing this module.
@@ -28,7 +30,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
 import torch
 from PIL import Image, ImageOps
@@ -38,7 +40,7 @@ from ultralytics.utils import patches as ultralytics_patches
 from inference.images import DecodedImage
 from inference.results import Box, DetectedObject, Face, box_area, box_intersection, box_iou
 from inference.settings import Settings
-from inference.text.labels import emotion_keyword, is_known_emotion, object_keyword
+from inference.text.labels import NEUTRAL_CLASS, emotion_keyword, is_known_emotion, object_keyword
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +56,40 @@ DEFAULT_EMOTION_CONF = 0.25
 DEFAULT_OBJECT_CONF = 0.35
 DEFAULT_MAX_DET = 20  # more faces than this in one photo add nothing to a 4-keyword comment
 _CROP_MARGIN = 0.1  # the classifier sees a little context around the face, like its training crops
+
+
+@dataclass(frozen=True, slots=True)
+class SecondLook:
+    """One more pass over a photo in which the detector found no face, at a larger ``imgsz``, for
+    faces too small to show at the shipped size (``second_look`` in the metadata). Its faces must
+    clear ``conf`` and a stricter face check (``face_check_min``): a larger view of a faceless photo
+    is where patterned cloth and paws start to look like faces."""
+
+    imgsz: int
+    conf: float
+    face_check_min: float
+
+    @classmethod
+    def from_metadata(cls, value: object) -> SecondLook | None:
+        if not isinstance(value, dict):
+            return None
+        return cls(int(value["imgsz"]), float(value["conf"]), float(value["face_check_min"]))
+
+
+class PassOptions(TypedDict):
+    """How ``EmotionDetector`` uses its model beyond one plain pass (metadata keys of the same names)."""
+
+    object_flip: bool
+    second_look: SecondLook | None
+    emotion_min: float
+
+
+def pass_options(metadata: dict[str, Any]) -> PassOptions:
+    return PassOptions(
+        object_flip=bool(metadata.get("object_flip", False)),
+        second_look=SecondLook.from_metadata(metadata.get("second_look")),
+        emotion_min=float(metadata.get("emotion_min", 0.0)),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +113,8 @@ class FaceChecker(Protocol):
     def crop(self, image: Image.Image, box: Box) -> Image.Image: ...
 
     def is_face(self, crops: Sequence[Image.Image]) -> list[bool]: ...
+
+    def face_probability(self, crops: Sequence[Image.Image]) -> list[float]: ...
 
 
 class ObjectChecker(Protocol):
@@ -138,16 +176,19 @@ class YoloRunner:
             device,
         )
 
-    def predict(self, images: Sequence[Image.Image]) -> list[list[RawBox]]:
-        """Boxes per image. One batched call on GPU; on CPU one call per image, because there a
-        batch is no faster per image (the cores are busy either way) and mixed photo shapes force
-        square 640×640 letterboxing instead of each photo's smaller rectangle (measured: 150 vs
-        174 ms/img for mixed shapes, 86 vs 140 ms/img for same shapes, yolov10n, 2 cores)."""
+    def predict(
+        self, images: Sequence[Image.Image], imgsz: int | None = None, conf: float | None = None
+    ) -> list[list[RawBox]]:
+        """Boxes per image, at the runner's ``imgsz`` and ``conf`` unless given. One batched call on
+        GPU; on CPU one call per image, because there a batch is no faster per image (the cores are
+        busy either way) and mixed photo shapes force square 640×640 letterboxing instead of each
+        photo's smaller rectangle (measured: 150 vs 174 ms/img for mixed shapes, 86 vs 140 ms/img for
+        same shapes, yolov10n, 2 cores)."""
         if not images:
             return []
         if self.batched:
-            return [self._raw_boxes(result) for result in self._predict(list(images))]
-        return [self._raw_boxes(self._predict([image])[0]) for image in images]
+            return [self._raw_boxes(result) for result in self._predict(list(images), imgsz, conf)]
+        return [self._raw_boxes(self._predict([image], imgsz, conf)[0]) for image in images]
 
     def predict_with_mirror(
         self, images: Sequence[Image.Image]
@@ -167,11 +208,13 @@ class YoloRunner:
         ]
         return [pair[0] for pair in pairs], [pair[1] for pair in pairs]
 
-    def _predict(self, images: list[Image.Image]) -> list[Any]:
+    def _predict(
+        self, images: list[Image.Image], imgsz: int | None = None, conf: float | None = None
+    ) -> list[Any]:
         results = self.model.predict(
             images,
-            imgsz=self.imgsz,
-            conf=self.conf,
+            imgsz=imgsz or self.imgsz,
+            conf=self.conf if conf is None else conf,
             max_det=self.max_det,
             device=self.device,
             half=self.half,
@@ -270,12 +313,17 @@ class EmotionDetector:
         face_check: FaceChecker | None = None,
         object_check: ObjectChecker | None = None,
         object_flip: bool = False,
+        second_look: SecondLook | None = None,
+        emotion_min: float = 0.0,
     ) -> None:
         self.runner = runner
         self.classifier = classifier
         self.face_check = face_check
         self.object_check = object_check
         self.object_flip = object_flip
+        # Only behind a face check: the larger pass runs at a threshold no detector alone could use.
+        self.second_look = second_look if face_check is not None else None
+        self.emotion_min = emotion_min
         # Faces keep the runner's conf; objects of a joint model theirs (None: the runner's too).
         self.face_conf = runner.conf
         has_objects = bool(self.object_names)
@@ -301,8 +349,7 @@ class EmotionDetector:
             weights, metadata.get("object_check"), metadata.get("object_check_min"), device
         )
         object_conf = _first_not_none(settings.object_conf, metadata.get("object_conf"), DEFAULT_OBJECT_CONF)
-        object_flip = bool(metadata.get("object_flip", False))
-        return cls(runner, classifier, object_conf, face_check, object_check, object_flip)
+        return cls(runner, classifier, object_conf, face_check, object_check, **pass_options(metadata))
 
     @property
     def names(self) -> list[str]:
@@ -334,6 +381,7 @@ class EmotionDetector:
             faces_raw = [
                 self._checked(item.image, boxes) for item, boxes in zip(images, faces_raw, strict=True)
             ]
+        faces_raw = self._looked_again(photos, faces_raw)
         if self.classifier is not None:
             faces_raw = [
                 self._relabel(item.image, boxes) for item, boxes in zip(images, faces_raw, strict=True)
@@ -362,14 +410,35 @@ class EmotionDetector:
             for item, boxes, flipped in zip(images, objects, mirror, strict=True)
         ]
 
-    def _checked(self, image: Image.Image, boxes: list[RawBox]) -> list[RawBox]:
-        """Only the boxes the face check calls faces. It runs after the de-duplication, so a rejected
-        box never frees a weaker duplicate of itself, and a threshold sweep over the kept boxes equals
-        running at that threshold."""
+    def _checked(
+        self, image: Image.Image, boxes: list[RawBox], face_min: float | None = None
+    ) -> list[RawBox]:
+        """Only the boxes the face check calls faces (p(face) ≥ ``face_min`` when given). It runs after
+        the de-duplication, so a rejected box never frees a weaker duplicate of itself, and a threshold
+        sweep over the kept boxes equals running at that threshold."""
         if not boxes or self.face_check is None:
             return boxes
-        verdicts = self.face_check.is_face([self.face_check.crop(image, box.box) for box in boxes])
+        crops = [self.face_check.crop(image, box.box) for box in boxes]
+        if face_min is None:
+            verdicts = self.face_check.is_face(crops)
+        else:
+            verdicts = [p >= face_min for p in self.face_check.face_probability(crops)]
         return [box for box, is_face in zip(boxes, verdicts, strict=True) if is_face]
+
+    def _looked_again(self, photos: list[Image.Image], faces_raw: list[list[RawBox]]) -> list[list[RawBox]]:
+        """``second_look``: the photos with no face yet, once more at the larger size (faces only)."""
+        look = self.second_look
+        empty = [i for i, faces in enumerate(faces_raw) if not faces]
+        if look is None or not empty:
+            return faces_raw
+        found = self.runner.predict([photos[i] for i in empty], imgsz=look.imgsz, conf=look.conf)
+        faces_raw = list(faces_raw)
+        for i, boxes in zip(empty, found, strict=True):
+            faces = one_box_per_face(
+                [b for b in boxes if is_known_emotion(b.label) and b.confidence >= look.conf]
+            )
+            faces_raw[i] = self._checked(photos[i], faces, look.face_check_min)
+        return faces_raw
 
     def _checked_objects(self, image: Image.Image, boxes: list[RawBox]) -> list[RawBox]:
         """Only the object boxes whose class the object check confirms (all of them without a check)."""
@@ -390,11 +459,17 @@ class EmotionDetector:
             for box in boxes
         ]
         labels = self.classifier.classify(crops)
-        # The label is the classifier's; the confidence stays the detector's: how sure it is that this
-        # is a face at all (what thresholds, the strongest-face order and the evaluation compare).
+        # The label is the classifier's, or neutral where its best class is under ``emotion_min``: a
+        # barely-read face (a five-way guess at 0.29) gets no mood rather than a made-up "sad". The
+        # confidence stays the detector's: how sure it is that this is a face at all (what thresholds,
+        # the strongest-face order and the evaluation compare).
         return [
-            RawBox(label=label, confidence=box.confidence, box=box.box)
-            for box, (label, _) in zip(boxes, labels, strict=True)
+            RawBox(
+                label=label if p >= self.emotion_min else NEUTRAL_CLASS,
+                confidence=box.confidence,
+                box=box.box,
+            )
+            for box, (label, p) in zip(boxes, labels, strict=True)
         ]
 
 

@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 # Class order of the shipped face-emotion detectors (ids 0-4 of the joint everyday model too).
 EMOTION_CLASSES: tuple[str, ...] = ("anger", "sad", "panic", "happy", "neutral")
+NEUTRAL_CLASS = "neutral"  # a face seen without a mood to name
 
 # The four emotion keywords the comment data uses; neutral faces get no keyword.
 ANGER, SADNESS, FEAR, JOY = "분노", "슬픔", "공포", "기쁨"
