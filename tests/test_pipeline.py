@@ -490,6 +490,8 @@ def test_second_look_searches_faceless_photos_again_at_the_larger_size() -> None
 
     unchecked = EmotionDetector(SizedRunner({352: [], 480: small}), second_look=look)  # type: ignore[arg-type]
     assert unchecked.second_look is None  # a low-threshold larger pass needs the face check behind it
+    already_large = EmotionDetector(SizedRunner({640: []}, imgsz=640), face_check=check, second_look=look)  # type: ignore[arg-type]
+    assert already_large.second_look is None  # EMOTION_IMGSZ=640: a pass at 480 would see less, not more
     ((faces, _),) = unchecked.detect_all([item])
     assert faces == []
 

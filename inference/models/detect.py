@@ -321,8 +321,10 @@ class EmotionDetector:
         self.face_check = face_check
         self.object_check = object_check
         self.object_flip = object_flip
-        # Only behind a face check: the larger pass runs at a threshold no detector alone could use.
-        self.second_look = second_look if face_check is not None else None
+        # Only behind a face check (the larger pass runs at a threshold no detector alone could use), and
+        # only when it is larger than the first pass (EMOTION_IMGSZ may have raised that one).
+        looks_closer = second_look is not None and second_look.imgsz > runner.imgsz
+        self.second_look = second_look if face_check is not None and looks_closer else None
         self.emotion_min = emotion_min
         # Faces keep the runner's conf; objects of a joint model theirs (None: the runner's too).
         self.face_conf = runner.conf
