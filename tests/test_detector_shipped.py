@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from inference.settings import DEFAULT_WEIGHTS_DIR
+from inference.text.labels import object_keyword
 from tests.conftest import make_settings
 
 EMOTION_DIR = DEFAULT_WEIGHTS_DIR / "emotion"
@@ -33,6 +34,8 @@ def test_shipped_files_and_metadata() -> None:
     for check in ("face_check", "object_check"):
         if meta.get(check):
             assert (EMOTION_DIR / meta[check]).stat().st_size < 1_000_000
+    for group in meta.get("object_groups", []):  # each group joins classes of this model under a keyword
+        assert set(group["members"]) <= set(meta["classes"][5:]) and object_keyword(group["label"])
     metrics = meta["metrics"]
     assert 0.0 < metrics["box"]["map50"] <= 1.0
     assert set(metrics["box"]["per_class"]) == set(meta["classes"][:5])  # close-ups: the emotions

@@ -140,6 +140,29 @@ def test_object_metrics_score_keywords_against_voc_labels() -> None:
     assert ev.pick_object_conf(table) == 0.55
 
 
+def test_a_group_keyword_is_right_for_any_member_and_finds_them() -> None:
+    """반려동물 (``pet``: dog or cat) is right on a cat photo and finds its cat; wrong where neither is."""
+    photos = [
+        photo_with(
+            teacher=[],
+            objects=[("cat", (0, 0, 150, 100)), ("car", (0, 0, 100, 100))],
+            faces=[],
+            things=[DetectedObject("pet", "반려동물", 0.1, (0, 0, 150, 100))],  # under conf: its own rule
+        ),
+        photo_with(
+            teacher=[],
+            objects=[("horse", (0, 0, 150, 100))],
+            faces=[],
+            things=[DetectedObject("pet", "반려동물", 0.3, (0, 0, 150, 100))],
+        ),
+    ]
+    metrics = ev.object_metrics(photos, conf=0.4, groups={"pet": ("dog", "cat")})
+    assert metrics["keyword_precision"] == 0.5 and metrics["group_keywords_predicted"] == 2
+    assert metrics["keyword_recall_2pct"] == round(1 / 3, 4)  # the cat of three wanted objects
+    assert metrics["keyword_recall_2pct_by_name"] == 0.0  # no keyword named a class itself
+    assert ev.object_metrics(photos, conf=0.4)["keywords_predicted"] == 0  # without groups: under conf
+
+
 def test_honesty_metrics_judge_photos_without_faces() -> None:
     lonely = photo_with([], [("car", (0, 0, 100, 100))], [], [])
     lonely.keywords, lonely.comment = ["차"], "차가 멋지게 담겼네요! 🚗"

@@ -19,7 +19,14 @@ from inference.errors import (
     UnknownGeneratorError,
 )
 from inference.images import decode_image
-from inference.models.detect import EmotionDetector, RawBox, SecondLook, pass_options, resolve_weights
+from inference.models.detect import (
+    EmotionDetector,
+    ObjectGroup,
+    RawBox,
+    SecondLook,
+    pass_options,
+    resolve_weights,
+)
 from inference.models.pipeline import Pipeline, PipelineRequest
 from inference.results import CommentResult
 from inference.settings import DEFAULT_WEIGHTS_DIR
@@ -498,17 +505,68 @@ def test_second_look_searches_faceless_photos_again_at_the_larger_size() -> None
 
 def test_pass_options_come_from_the_metadata_with_plain_defaults() -> None:
     """The bot's loader and ``training.evaluate_detector`` read the same keys through ``pass_options``."""
-    assert pass_options({}) == {"object_flip": False, "second_look": None, "emotion_min": 0.0}
+    assert pass_options({}) == {
+        "object_flip": False,
+        "second_look": None,
+        "emotion_min": 0.0,
+        "object_groups": (),
+    }
     metadata = {
         "object_flip": True,
         "second_look": {"imgsz": 480, "conf": 0.02, "face_check_min": 0.9},
         "emotion_min": 0.35,
+        "object_groups": [{"label": "pet", "members": ["dog", "cat"], "conf": 0.05, "check_min": 0.5}],
     }
     assert pass_options(metadata) == {
         "object_flip": True,
         "second_look": SecondLook(imgsz=480, conf=0.02, face_check_min=0.9),
         "emotion_min": 0.35,
+        "object_groups": (ObjectGroup("pet", ("dog", "cat"), 0.05, 0.5),),
     }
+
+
+class GroupCheck:
+    """An object check with fixed class probabilities per crop width (dog and cat half-and-half)."""
+
+    def __init__(self, probabilities: dict[int, dict[str, float]], threshold: float = 0.55) -> None:
+        self.probabilities = probabilities
+        self.threshold = threshold
+
+    def crop(self, image: Image.Image, box: tuple[float, float, float, float]) -> Image.Image:
+        return image.crop((int(box[0]), int(box[1]), int(box[2]), int(box[3])))
+
+    def keeps(self, crops: list[Image.Image], labels: list[str]) -> list[bool]:
+        return [
+            self.probabilities[c.width].get(label, 0.0) >= self.threshold
+            for c, label in zip(crops, labels, strict=True)
+        ]
+
+    def group_probability(self, crops: list[Image.Image], members: list[str]) -> list[float]:
+        return [sum(self.probabilities[c.width].get(m, 0.0) for m in members) for c in crops]
+
+
+def test_an_object_group_names_a_pet_the_check_cannot_tell_dog_or_cat() -> None:
+    """No dog or cat passes the check by itself (0.35 / 0.30 < 0.55), but dog + cat (0.65) passes the
+    group's 0.5: the photo gets 반려동물. A dog named by itself leaves the group out; so does a photo
+    whose only member box is under the group's conf, and a detector without an object check."""
+    unsure = {40: {"dog": 0.35, "cat": 0.30}, 30: {"dog": 0.9}, 20: {"car": 0.9}}
+    group = ObjectGroup("pet", ("dog", "cat"), conf=0.05, check_min=0.5)
+    item = decode_image(corpus.encode(corpus.pattern((320, 240)), "JPEG"))
+
+    checked = GroupCheck(unsure)
+
+    def objects(boxes: list[RawBox], check: GroupCheck | None = checked) -> list[str]:
+        detector = EmotionDetector(
+            StubRunner(boxes), None, object_conf=0.4, object_check=check, object_groups=[group]
+        )  # type: ignore[arg-type]
+        ((_, found),) = detector.detect_all([item])
+        return [o.keyword or "" for o in found]
+
+    dog_box = RawBox("dog", 0.08, (100, 100, 140, 140))  # 40 px: the unsure crop
+    assert objects([RawBox("car", 0.9, (0, 0, 20, 20)), dog_box]) == ["차", "반려동물"]
+    assert objects([RawBox("dog", 0.9, (0, 0, 30, 30)), dog_box]) == ["개"]  # named by itself
+    assert objects([RawBox("dog", 0.04, (100, 100, 140, 140))]) == []  # under the group's conf
+    assert objects([dog_box], check=None) == []  # a group needs the check that judges it
 
 
 class FixedClassifier:

@@ -439,7 +439,7 @@ def evaluate_closeups(args: argparse.Namespace) -> dict[str, Any]:
 
 def evaluate_everyday(args: argparse.Namespace) -> dict[str, Any]:
     """Everyday VOC val photos through the whole bot pipeline (``training.everyday_eval``)."""
-    from inference.models.detect import read_metadata
+    from inference.models.detect import pass_options, read_metadata
     from inference.models.pipeline import Pipeline
     from training import everyday_eval as ev
 
@@ -454,8 +454,9 @@ def evaluate_everyday(args: argparse.Namespace) -> dict[str, Any]:
         load_settings(**base, emotion_conf=ev.SWEEP_CONF, object_conf=ev.SWEEP_CONF)
     )
     run_photos(sweep, photos)
+    groups = {group.label: group.members for group in pass_options(metadata)["object_groups"]}
     face_table = [ev.face_metrics(photos, conf) for conf in ev.FACE_CONF_GRID]
-    object_table = [ev.object_metrics(photos, conf) for conf in ev.OBJECT_CONF_GRID]
+    object_table = [ev.object_metrics(photos, conf, groups) for conf in ev.OBJECT_CONF_GRID]
     face_conf = float(metadata.get("conf", 0.25))
     object_conf = float(metadata.get("object_conf", 0.35))
     if args.set_conf:
@@ -467,7 +468,7 @@ def evaluate_everyday(args: argparse.Namespace) -> dict[str, Any]:
         "photos": len(photos),
         "imgsz": shipped.emotion.runner.imgsz,
         "faces": ev.face_metrics(photos, face_conf),
-        "objects": ev.object_metrics(photos, object_conf),
+        "objects": ev.object_metrics(photos, object_conf, groups),
         "honesty": ev.honesty_metrics(photos),
         "face_conf_grid": face_table,
         "object_conf_grid": object_table,

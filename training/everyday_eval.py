@@ -30,7 +30,7 @@ import json
 import logging
 import math
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -198,25 +198,44 @@ def _matched(targets: Sequence[Box], predicted: Sequence[Box], threshold: float)
 
 
 # --- objects ---------------------------------------------------------------------------------------
-def object_metrics(photos: Sequence[EverydayPhoto], conf: float) -> dict[str, Any]:
-    """Keyword precision / recall of the detected objects against the VOC labels at ``conf``."""
-    predicted_total = predicted_right = wanted_total = wanted_found = 0
+def object_metrics(
+    photos: Sequence[EverydayPhoto], conf: float, groups: Mapping[str, Sequence[str]] | None = None
+) -> dict[str, Any]:
+    """Keyword precision / recall of the detected objects against the VOC labels at ``conf``. A group
+    keyword (``groups``: the detector's ``object_groups``, e.g. 반려동물 for dog and cat) is right where
+    any member is labelled and finds the labelled members; ``keyword_recall_2pct_by_name`` counts only
+    the keywords that name the class itself."""
+    members = {
+        group: _keywords(names) for name, names in (groups or {}).items() if (group := object_keyword(name))
+    }
+    predicted_total = predicted_right = wanted_total = wanted_found = found_by_name = grouped = 0
     for photo in photos:
         assert photo.result is not None
         present = _keywords(name for name, _ in photo.objects)
+        present |= {group for group, names in members.items() if names & present}
         wanted = _keywords(
             name for name, box in photo.objects if box_area(box) >= OBJECT_MIN_SHARE * photo.area
         )
-        predicted = _keywords(o.label for o in photo.result.objects if o.confidence >= conf)
+        # a group's box keeps its member's confidence: its own rule (conf, check) already judged it
+        predicted = _keywords(
+            o.label
+            for o in photo.result.objects
+            if o.confidence >= conf or object_keyword(o.label) in members
+        )
+        named_by_group = {name for group in predicted & members.keys() for name in members[group]}
         predicted_total += len(predicted)
         predicted_right += len(predicted & present)
+        grouped += len(predicted & members.keys())
         wanted_total += len(wanted)
-        wanted_found += len(wanted & predicted)
+        wanted_found += len(wanted & (predicted | named_by_group))
+        found_by_name += len(wanted & predicted)
     return {
         "conf": conf,
         "keyword_precision": round(predicted_right / max(1, predicted_total), 4),
         "keyword_recall_2pct": round(wanted_found / max(1, wanted_total), 4),
+        "keyword_recall_2pct_by_name": round(found_by_name / max(1, wanted_total), 4),
         "keywords_predicted": predicted_total,
+        "group_keywords_predicted": grouped,
         "keywords_labelled_2pct": wanted_total,
     }
 

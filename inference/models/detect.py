@@ -15,9 +15,11 @@ keep their own confidence thresholds (``conf`` and ``object_conf`` in the metada
 names an ``object_check``, each object box must also pass ``inference.models.object_check.ObjectCheck``
 (p(its class) ≥ ``object_check_min``), so the objects can run at a lower threshold. With
 ``object_flip`` the model also sees the mirror image and each object's confidence is the mean of the
-two views (``fuse_mirrored``); faces come from the photo itself. With ``second_look``, a photo in
-which no face is found is searched once more at a larger size for small faces (``SecondLook``). A separate
-``ObjectDetector`` (``OBJECT_WEIGHTS``, e.g. an OIV7 model) replaces the joint model's objects.
+two views (``fuse_mirrored``); faces come from the photo itself. ``object_groups`` name a group
+(``pet``) where the detector found one of its members but cannot tell which (``ObjectGroup``). With
+``second_look``, a photo in which no face is found is searched once more at a larger size for small
+faces (``SecondLook``). A separate ``ObjectDetector`` (``OBJECT_WEIGHTS``, e.g. an OIV7 model)
+replaces the joint model's objects.
 
 Call ``inference.models.runtime.prepare_offline_ultralytics()`` before importing this module.
 """
@@ -76,12 +78,35 @@ class SecondLook:
         return cls(int(value["imgsz"]), float(value["conf"]), float(value["face_check_min"]))
 
 
+@dataclass(frozen=True, slots=True)
+class ObjectGroup:
+    """One keyword for classes the detector mixes up (``pet``: a dog or a cat, ``object_groups`` in the
+    metadata). Where no member is named by itself, a member box over ``conf`` whose object check gives
+    the members together at least ``check_min`` names the group: "a pet" where "a dog" would be a coin
+    toss between dog and cat."""
+
+    label: str
+    members: tuple[str, ...]
+    conf: float
+    check_min: float
+
+    @classmethod
+    def all_from_metadata(cls, value: object) -> tuple[ObjectGroup, ...]:
+        if not isinstance(value, list):
+            return ()
+        return tuple(
+            cls(str(g["label"]), tuple(str(m) for m in g["members"]), float(g["conf"]), float(g["check_min"]))
+            for g in value
+        )
+
+
 class PassOptions(TypedDict):
     """How ``EmotionDetector`` uses its model beyond one plain pass (metadata keys of the same names)."""
 
     object_flip: bool
     second_look: SecondLook | None
     emotion_min: float
+    object_groups: tuple[ObjectGroup, ...]
 
 
 def pass_options(metadata: dict[str, Any]) -> PassOptions:
@@ -89,6 +114,7 @@ def pass_options(metadata: dict[str, Any]) -> PassOptions:
         object_flip=bool(metadata.get("object_flip", False)),
         second_look=SecondLook.from_metadata(metadata.get("second_look")),
         emotion_min=float(metadata.get("emotion_min", 0.0)),
+        object_groups=ObjectGroup.all_from_metadata(metadata.get("object_groups")),
     )
 
 
@@ -123,6 +149,8 @@ class ObjectChecker(Protocol):
     def crop(self, image: Image.Image, box: Box) -> Image.Image: ...
 
     def keeps(self, crops: Sequence[Image.Image], labels: Sequence[str]) -> list[bool]: ...
+
+    def group_probability(self, crops: Sequence[Image.Image], members: Sequence[str]) -> list[float]: ...
 
 
 def resolve_weights(settings: Settings, value: str) -> str:
@@ -238,6 +266,7 @@ class YoloRunner:
 
 
 FACE_DUPLICATE_IOU = 0.6
+GROUP_CANDIDATES = 5  # the most confident member boxes a group's check looks at
 MIRROR_SAME_OBJECT_IOU = 0.5
 FACE_NESTED_SHARE = 0.85  # a box lying this much inside a larger one is the same face (face vs head box)
 
@@ -315,6 +344,7 @@ class EmotionDetector:
         object_flip: bool = False,
         second_look: SecondLook | None = None,
         emotion_min: float = 0.0,
+        object_groups: Sequence[ObjectGroup] = (),
     ) -> None:
         self.runner = runner
         self.classifier = classifier
@@ -326,6 +356,7 @@ class EmotionDetector:
         looks_closer = second_look is not None and second_look.imgsz > runner.imgsz
         self.second_look = second_look if face_check is not None and looks_closer else None
         self.emotion_min = emotion_min
+        self.object_groups = tuple(object_groups) if object_check is not None else ()  # the check judges them
         # Faces keep the runner's conf; objects of a joint model theirs (None: the runner's too).
         self.face_conf = runner.conf
         has_objects = bool(self.object_names)
@@ -394,6 +425,7 @@ class EmotionDetector:
         ):
             things = [b for b in boxes if b.confidence >= self.object_conf]
             things = self._checked_objects(item.image, things)
+            things += self._groups(item.image, boxes, named={b.label for b in things})
             results.append((_faces(item, faces), _objects(item, things)))
         return results
 
@@ -449,6 +481,24 @@ class EmotionDetector:
         crops = [self.object_check.crop(image, box.box) for box in boxes]
         verdicts = self.object_check.keeps(crops, [box.label for box in boxes])
         return [box for box, kept in zip(boxes, verdicts, strict=True) if kept]
+
+    def _groups(self, image: Image.Image, boxes: list[RawBox], named: set[str]) -> list[RawBox]:
+        """``object_groups``: a group's box (its label, the member box) for each group none of whose
+        members is named yet, where one of the most confident member boxes passes the group's check."""
+        found = []
+        for group in self.object_groups:
+            if self.object_check is None or named & set(group.members):
+                continue
+            members = [b for b in boxes if b.label in group.members and b.confidence >= group.conf]
+            candidates = sorted(members, key=lambda b: b.confidence, reverse=True)[:GROUP_CANDIDATES]
+            crops = [self.object_check.crop(image, b.box) for b in candidates]
+            probabilities = self.object_check.group_probability(crops, group.members) if crops else []
+            chosen = next(
+                (b for b, p in zip(candidates, probabilities, strict=True) if p >= group.check_min), None
+            )
+            if chosen is not None:
+                found.append(RawBox(group.label, chosen.confidence, chosen.box))
+        return found
 
     def _relabel(self, image: Image.Image, boxes: list[RawBox]) -> list[RawBox]:
         """Second stage: the classifier's emotion replaces the detector's for each face crop."""

@@ -58,5 +58,12 @@ class ObjectCheck:
             for row, label in zip(probs, labels, strict=True)
         ]
 
+    def group_probability(self, crops: Sequence[Image.Image], members: Sequence[str]) -> list[float]:
+        """p(any of ``members``) per crop: the sum of the members' probabilities the check knows."""
+        if not crops:
+            return []
+        columns = [self.index[m] for m in members if m in self.index]
+        return self.classifier.probabilities(crops)[:, columns].sum(dim=1).tolist()
+
     def keeps(self, crops: Sequence[Image.Image], labels: Sequence[str]) -> list[bool]:
         return [p >= self.threshold for p in self.class_probability(crops, labels)]
