@@ -295,6 +295,11 @@ def one_box_per_face(boxes: list[RawBox], iou: float = FACE_DUPLICATE_IOU) -> li
     return kept
 
 
+def faces_over(boxes: Sequence[RawBox], conf: float) -> list[RawBox]:
+    """The face boxes (emotion classes) at ``conf`` or above, one per face."""
+    return one_box_per_face([b for b in boxes if is_known_emotion(b.label) and b.confidence >= conf])
+
+
 def mirrored(boxes: Sequence[RawBox], width: float) -> list[RawBox]:
     """Boxes found in the mirror image, in the photo's own pixels."""
     return [
@@ -404,12 +409,7 @@ class EmotionDetector:
         predicted, mirror = (
             self.runner.predict_with_mirror(photos) if flip else (self.runner.predict(photos), None)
         )
-        faces_raw = [
-            one_box_per_face(
-                [b for b in boxes if is_known_emotion(b.label) and b.confidence >= self.face_conf]
-            )
-            for boxes in predicted
-        ]
+        faces_raw = [faces_over(boxes, self.face_conf) for boxes in predicted]
         if self.face_check is not None:
             faces_raw = [
                 self._checked(item.image, boxes) for item, boxes in zip(images, faces_raw, strict=True)
@@ -468,10 +468,7 @@ class EmotionDetector:
         found = self.runner.predict([photos[i] for i in empty], imgsz=look.imgsz, conf=look.conf)
         faces_raw = list(faces_raw)
         for i, boxes in zip(empty, found, strict=True):
-            faces = one_box_per_face(
-                [b for b in boxes if is_known_emotion(b.label) and b.confidence >= look.conf]
-            )
-            faces_raw[i] = self._checked(photos[i], faces, look.face_check_min)
+            faces_raw[i] = self._checked(photos[i], faces_over(boxes, look.conf), look.face_check_min)
         return faces_raw
 
     def _checked_objects(self, image: Image.Image, boxes: list[RawBox]) -> list[RawBox]:
@@ -485,14 +482,17 @@ class EmotionDetector:
     def _groups(self, image: Image.Image, boxes: list[RawBox], named: set[str]) -> list[RawBox]:
         """``object_groups``: a group's box (its label, the member box) for each group none of whose
         members is named yet, where one of the most confident member boxes passes the group's check."""
-        found = []
+        check = self.object_check
+        found: list[RawBox] = []
+        if check is None:
+            return found
         for group in self.object_groups:
-            if self.object_check is None or named & set(group.members):
+            if named & set(group.members):
                 continue
             members = [b for b in boxes if b.label in group.members and b.confidence >= group.conf]
             candidates = sorted(members, key=lambda b: b.confidence, reverse=True)[:GROUP_CANDIDATES]
-            crops = [self.object_check.crop(image, b.box) for b in candidates]
-            probabilities = self.object_check.group_probability(crops, group.members) if crops else []
+            crops = [check.crop(image, b.box) for b in candidates]
+            probabilities = check.group_probability(crops, group.members)
             chosen = next(
                 (b for b, p in zip(candidates, probabilities, strict=True) if p >= group.check_min), None
             )
