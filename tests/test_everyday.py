@@ -213,6 +213,9 @@ def test_honesty_report_compares_templates_and_generators_reproducibly(
     assert template["comments"] == 6 and template["mood_claim_share"] == 0.0
     assert template["objects_named_share"] == 1.0 and template["garbled"] == 0
     assert all(report[name]["comments"] == 6 for name in ("t5", "gpt2"))
+    for name in ("t5 (bot)", "gpt2 (bot)"):  # the bot's path: the two object sets, never a feeling
+        assert report[name]["comments"] == 4 and report[name]["feeling_claim_share"] == 0.0
+    assert template["feeling_claim_share"] == 0.0 and template["template_share"] == 1.0
 
 
 def test_evaluate_detector_reports_everyday_photos(

@@ -28,7 +28,8 @@ from inference.models.generators import (
 )
 from inference.models.registry import discover_generators
 from inference.text.choice import has_emoji
-from inference.text.templates import template_comment
+from inference.text.slots import SlottedKeywords
+from inference.text.templates import reads_feeling, template_comment
 
 HANGUL_ONLY = re.compile(r"^ ?[\uac00-\ud7a3][\uac00-\ud7a3 ]*$")  # at least one syllable
 
@@ -339,3 +340,24 @@ def test_draw_token_never_leaves_the_nucleus_on_a_zero_noise_draw(monkeypatch: p
     scores = torch.tensor([[3.0, 2.0, -math.inf, 1.0]])
     out = DrawToken(1.0, 0, 0.5)(None, scores)  # type: ignore[arg-type]
     assert out.argmax().item() == 0
+
+
+def test_a_feeling_without_a_face_emotion_is_retried_then_replaced(
+    generators: GeneratorSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """For keywords without an emotion a comment that reads a mood or a smile into the photo is not
+    sent, however well it reads: retried once, then a template; with an emotion it is fine."""
+    t5 = generators.generators["t5"]
+    happy = "정말 행복해 보이시네요! 😊 의자도 멋져요!"
+    monkeypatch.setattr(t5, "generate", lambda texts, sample: [happy for _ in texts])
+    objects_only, with_joy = generators.comments("t5", [["의자"], ["기쁨", "의자"]], sample=True)
+    assert objects_only.fallback and not reads_feeling(objects_only.text) and "의자" in objects_only.text
+    assert not with_joy.fallback and with_joy.text == happy
+
+
+def test_pick_puts_feelings_last_for_a_faceless_prompt() -> None:
+    options = ["행복한 미소가 보기 좋아요! 😊", "의자가 참 멋지네요! 🪑"]
+    slotted = SlottedKeywords("의자", {})
+    assert CommentGenerator._pick(options, slotted, "first", faceless=True) == options[1]
+    assert CommentGenerator._pick(options, slotted, "first") == options[0]
+    assert CommentGenerator._pick(options[:1], slotted, "first", faceless=True) == options[0]  # none honest

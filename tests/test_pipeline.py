@@ -32,7 +32,7 @@ from inference.results import CommentResult
 from inference.settings import DEFAULT_WEIGHTS_DIR
 from inference.text.keywords import build_keywords, format_keywords, parse_keywords
 from inference.text.labels import object_keyword
-from inference.text.templates import claims_mood
+from inference.text.templates import claims_mood, reads_feeling
 from tests.conftest import make_settings
 from tests.fixtures import images as corpus
 from tests.fixtures.tiny_models import make_tiny_detector
@@ -652,3 +652,32 @@ def test_classifier_relabels_the_emotion_but_keeps_the_detector_confidence() -> 
     item = decode_image(corpus.encode(corpus.pattern((320, 240)), "JPEG"))
     (face,) = detector.detect([item])[0]
     assert (face.label, face.keyword, face.confidence) == ("sad", "슬픔", 0.42)
+
+
+@pytest.mark.parametrize("faceless", [False, True])
+def test_object_only_photos_go_to_a_generator_trained_for_them(
+    faceless: bool, tiny_weights_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Objects without a face emotion: the generator writes when its metadata says it learned such
+    prompts (``faceless``), else an honest template does; an empty keyword list is always a template."""
+    weights = tmp_path / "weights"
+    shutil.copytree(tiny_weights_dir, weights)
+    meta_file = weights / "generators" / "t5" / "generator.json"
+    meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    meta_file.write_text(json.dumps({**meta, "faceless": faceless}, ensure_ascii=False), encoding="utf-8")
+    loaded = Pipeline.from_settings(make_settings(weights))
+    asked: list[list[list[str]]] = []
+    original = loaded.generators.comments
+
+    def spy(name: str, keyword_lists: list[list[str]], sample: bool) -> object:
+        asked.append([list(k) for k in keyword_lists])
+        return original(name, keyword_lists, sample)
+
+    monkeypatch.setattr(loaded.generators, "comments", spy)
+    objects_only = run_one(loaded, b"", keywords=("의자", "개"), generator="t5")
+    nothing = run_one(loaded, b"", keywords=(), generator="t5")
+    assert asked == ([[["의자", "개"]]] if faceless else [])
+    assert nothing.fallback and not claims_mood(nothing.comment)
+    if not faceless:
+        assert objects_only.fallback and "의자" in objects_only.comment
+    assert not reads_feeling(objects_only.comment)  # whoever wrote it, no feeling without a face

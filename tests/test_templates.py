@@ -7,7 +7,14 @@ import random
 import pytest
 
 from inference.models.generators import comment_problem
-from inference.text.templates import OBJECT_EMOJI, claims_mood, fill, honest_comment, template_comment
+from inference.text.templates import (
+    OBJECT_EMOJI,
+    claims_mood,
+    fill,
+    honest_comment,
+    reads_feeling,
+    template_comment,
+)
 
 OBJECT_SETS = (
     [],
@@ -43,6 +50,7 @@ def test_every_template_variant_is_honest() -> None:
     }
     assert len(texts) > 100  # the bot samples: the same photo does not always get the same words
     assert not [text for text in texts if claims_mood(text)]
+    assert not [text for text in texts if reads_feeling(text)]
 
 
 def test_mood_lexicon_catches_what_the_generators_say() -> None:
@@ -51,6 +59,33 @@ def test_mood_lexicon_catches_what_the_generators_say() -> None:
     assert claims_mood("깜짝 놀란 모습이네요")
     assert claims_mood("무서운 일이 있었나요?")
     assert not claims_mood("사진 정말 멋져요! ✨ 놀라운 풍경이에요")
+
+
+def test_feeling_lexicon_reads_the_people_not_the_viewer() -> None:
+    """A smile, joy or ease attributed to the photo's people is a feeling read into it; the
+    viewer's own joy and a wish are not."""
+    for text in (
+        "정말 행복해 보이시네요! 😄",
+        "웃는 모습이 예뻐요",
+        "미소가 아름다워요",
+        "기분이 좋아 보이시네요!",
+        "편안해 보여요 🌿",
+        "즐거운 모습이네요",
+        "슬퍼 보여요",
+        "의자에 앉아 계신 모습이 정말 기쁘네요!",  # what the generators wrote for object-only prompts
+        "어떤 기분인지 궁금해요!",
+        "어두운 분위기가 느껴지는 사진이네요!",
+    ):
+        assert reads_feeling(text), text
+    for text in (
+        "보는 내내 미소가 지어져요 🐦🥰",
+        "기분이 좋아지네요!",
+        "행복한 하루 되세요",
+        "행복하세요!",
+        "의자가 멋져요 🪑",
+        "즐거운 시간 보내세요",
+    ):
+        assert not reads_feeling(text), text
 
 
 def test_fill_attaches_fitting_particles() -> None:

@@ -28,8 +28,9 @@ from transformers import (
 from inference.models.generators import CommentGenerator
 from inference.models.registry import GenerationConfig, discover_generators
 from inference.text.josa import attach_particle, replace_word
+from inference.text.keywords import has_emotion
 from inference.text.slots import SLOT_TOKENS
-from training import distill_comments, evaluate_generator, select_decoding, train_generator
+from training import distill_comments, evaluate_generator, select_decoding, split_spread, train_generator
 from training.augment import (
     augment_pairs,
     common_syllables,
@@ -857,3 +858,62 @@ def test_extra_pairs_join_training_and_are_refused_from_validation(
     write_jsonl(extra, [*teacher, leaked_row])
     with pytest.raises(ValueError, match=r"extra\.jsonl:5: not made from a training pair"):
         train_generator.extra_training_pairs(extra, split.train)
+
+
+def test_faceless_pairs_come_from_the_training_split_and_mark_the_generator(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data_files: tuple[Path, Path]
+) -> None:
+    """--faceless: comments cut from training pairs only join training, and generator.json says the
+    bot may ask the model for photos without a face emotion."""
+    data, names = data_files
+    args = train_generator.parse_args(
+        ["--arch", "t5", "--data", str(data), "--object-names", str(names), "--val-size", "6",
+         "--test-size", "6", "--augment-copies", "0", "--faceless"]
+    )  # fmt: skip
+    split, added, _ = train_generator.prepare_data(args)
+    assert added and all(not has_emotion(p.keyword_list) for p in added)
+    assert all(any(p.comment in t.comment for t in split.train) for p in added)
+    output = tmp_path / "generators" / "t5"
+    run_training(
+        monkeypatch, data_files, output, "--arch", "t5", "--vocab-size", "400", *TINY_SIZE,
+        "--object-slots", "--faceless",
+    )  # fmt: skip
+    meta = json.loads((output / "generator.json").read_text(encoding="utf-8"))
+    assert meta["faceless"] is True and meta["training"]["augmentation"]["faceless"] is True
+    assert discover_generators(output.parent)["t5"].meta.faceless
+
+
+def test_split_spread_scores_each_training_on_its_own_split(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    data_files: tuple[Path, Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Two tiny trainings on two splits, each scored on its own test pairs; mean and sd across them."""
+    folders = [tmp_path / "generators" / f"split{seed}" for seed in (1, 2)]
+    for seed, folder in zip((1, 2), folders, strict=True):
+        run_training(
+            monkeypatch,
+            data_files,
+            folder,
+            "--arch",
+            "t5",
+            "--vocab-size",
+            "400",
+            *TINY_SIZE,
+            "--seed",
+            str(seed),
+        )
+    tests = [(folder / "report" / "test.jsonl").read_text(encoding="utf-8") for folder in folders]
+    assert tests[0] != tests[1]  # another split
+    out = tmp_path / "spread.json"
+    assert split_spread.main([*map(str, folders), "--threads", "1", "--out", str(out)]) == 0
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert [fold["split_seed"] for fold in report["folds"]] == [1, 2]
+    assert all(fold["pairs"] == 6 for fold in report["folds"])
+    for name in ("bleu4", "rougeL_f"):
+        values = [fold[name] for fold in report["folds"]]
+        summary = report["summary"][name]
+        assert summary["mean"] == pytest.approx(sum(values) / 2)
+        assert summary["sd"] == pytest.approx(abs(values[0] - values[1]) / 2**0.5)
+    assert "| mean |" in capsys.readouterr().out

@@ -7,6 +7,10 @@ the VOC val photos (the labelled objects covering ≥ 2% of the photo, largest f
 generator — as the bot does — and from ``inference.text.templates.honest_comment``, and reports:
 
 - ``mood_claim_share``: comments that mention an expression or a sad / angry / scared mood;
+- ``feeling_claim_share``: comments that read any feeling into the photo, joy and smiles included
+  (``inference.text.templates.reads_feeling``);
+- ``template_share``: comments a template wrote (the bot's path, ``<name> (bot)``: a generator's
+  comment that fails the post-check twice is replaced by one);
 - ``objects_named_share``: comments that name every object keyword;
 - ``garbled``: comments the generators' post-check rejects;
 - ``distinct_share``: distinct comments among the samples of one prompt (variety).
@@ -33,7 +37,7 @@ from inference.results import box_area
 from inference.settings import DEFAULT_WEIGHTS_DIR, REPO_ROOT
 from inference.text.keywords import format_keywords
 from inference.text.labels import object_keyword
-from inference.text.templates import claims_mood, honest_comment
+from inference.text.templates import claims_mood, honest_comment, reads_feeling
 from training.everyday_eval import OBJECT_MIN_SHARE, load_photos
 
 logger = logging.getLogger(__name__)
@@ -75,21 +79,27 @@ def keyword_sets(everyday: Path, objects: Path, limit: int) -> list[list[str]]:
     return sets[:limit] if limit else sets
 
 
+Written = tuple[str, bool]  # a comment and whether a template wrote it
+
+
 def judge(
-    prompts: Sequence[list[str]], write: Callable[[list[list[str]]], list[str]], samples: int
+    prompts: Sequence[list[str]], write: Callable[[list[list[str]]], list[Written]], samples: int
 ) -> dict[str, Any]:
     """Sample ``samples`` comments per prompt with ``write`` and score them."""
     from inference.models.generators import comment_problem
 
-    total = mood = named = garbled = distinct = 0
+    total = mood = feeling = named = garbled = distinct = templates = 0
     examples: list[dict[str, Any]] = []
     outputs = [write(list(prompts)) for _ in range(samples)]
     for index, keywords in enumerate(prompts):
-        texts = [batch[index] for batch in outputs]
+        written = [batch[index] for batch in outputs]
+        texts = [text for text, _ in written]
         distinct += len(set(texts))
+        templates += sum(by_template for _, by_template in written)
         for text in texts:
             total += 1
             mood += claims_mood(text)
+            feeling += reads_feeling(text)
             named += all(keyword in text for keyword in keywords)
             garbled += comment_problem(text, keywords) is not None
         if len(examples) < 6:
@@ -97,9 +107,11 @@ def judge(
     return {
         "comments": total,
         "mood_claim_share": round(mood / max(1, total), 4),
+        "feeling_claim_share": round(feeling / max(1, total), 4),
         "objects_named_share": round(named / max(1, total), 4),
         "garbled": garbled,
         "distinct_share": round(distinct / max(1, total), 4),
+        "template_share": round(templates / max(1, total), 4),
         "examples": examples,
     }
 
@@ -114,17 +126,25 @@ def main(argv: Sequence[str] | None = None) -> None:
     generators = GeneratorSet.from_dir(args.generators, "cpu", "t5")
     rng = random.Random(args.seed)
     report: dict[str, Any] = {"prompts": len(prompts), "samples_per_prompt": args.samples}
-    report["template"] = judge(prompts, lambda ps: [honest_comment(k, False, rng) for k in ps], args.samples)
+    report["template"] = judge(
+        prompts, lambda ps: [(honest_comment(k, False, rng), True) for k in ps], args.samples
+    )
     for name in generators.names():
-        # The raw model output, no post-check retry or template fallback: what the model itself writes.
+        # What the model itself writes (its candidates and pick), no post-check retry or template.
         generator = generators.generators[name]
 
-        def write(batch: list[list[str]], generator: Any = generator) -> list[str]:
+        def write(batch: list[list[str]], generator: Any = generator) -> list[Written]:
             texts: list[str] = generator.generate([format_keywords(k) for k in batch], sample=True)
-            return texts
+            return [(text, False) for text in texts]
+
+        def bot(batch: list[list[str]], name: str = name) -> list[Written]:
+            return [(c.text, c.fallback) for c in generators.comments(name, batch, sample=True)]
 
         torch.manual_seed(args.seed)  # each generator draws the same way whatever ran before it
         report[name] = judge(prompts, write, args.samples)
+        torch.manual_seed(args.seed)
+        generators.rng.seed(args.seed)
+        report[f"{name} (bot)"] = judge([k for k in prompts if k], bot, args.samples)
     text = json.dumps(report, ensure_ascii=False, indent=2)
     if args.out is not None:
         args.out.write_text(text + "\n", encoding="utf-8")

@@ -64,6 +64,7 @@ from training.data import (
     write_pairs,
 )
 from training.evaluate_generator import generate_all
+from training.faceless import faceless_pairs
 from training.metrics import bleu_scores, rouge_f_scores
 from training.tokenizer import fragment_token_ids, train_tokenizer
 
@@ -148,6 +149,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=Path,
         help="jsonl of {keywords, comment, reference} added to the training split only, e.g. teacher comments"
         " from training.distill_comments; every (keywords, reference) must be a training pair",
+    )
+    parser.add_argument(
+        "--faceless",
+        action="store_true",
+        help="also train on the training pairs' comments without their emotion and feeling sentences"
+        " (training.faceless), plus --augment-copies keyword-swapped copies of them",
     )
     parser.add_argument(
         "--object-slots",
@@ -470,7 +477,9 @@ def generator_meta(
     meta = _meta_from_options(args, training, suppress_tokens)
     if base_decoding is None:
         return meta
-    return meta.model_copy(update={field: getattr(base_decoding, field) for field in BASE_DECODING_FIELDS})
+    update = {field: getattr(base_decoding, field) for field in BASE_DECODING_FIELDS}
+    update["faceless"] = meta.faceless or base_decoding.faceless  # what earlier stages learned stays learned
+    return meta.model_copy(update=update)
 
 
 def _meta_from_options(
@@ -492,6 +501,7 @@ def _meta_from_options(
         ),
         eval_generation=GenerationConfig.model_validate({"do_sample": False, **beam, **common}),
         object_slots=args.object_slots,
+        faceless=args.faceless,
         training=training,
     )
 
@@ -590,18 +600,21 @@ def extra_pairs_record(path: Path, count: int) -> dict[str, Any]:
 
 
 def prepare_data(args: argparse.Namespace) -> tuple[Any, list[Pair], list[str]]:
-    """Split, hold out names for the unseen-keyword test, augment the training split."""
+    """Split, hold out names for the unseen-keyword test, augment the training split (and add its
+    faceless pairs with --faceless)."""
     pairs = load_pairs(args.data)
     split = split_pairs(pairs, seed=args.seed, validation=args.val_size, test=args.test_size)
     augmented: list[Pair] = []
     holdout: list[str] = []
+    faceless = faceless_pairs(split.train) if args.faceless else []  # cut from training pairs only
+    sources = [*split.train, *faceless]
     if args.object_names.is_file():
         names = load_object_names(args.object_names)
         holdout = holdout_object_names(names, pairs, count=args.holdout_names, seed=args.seed)
         pool = [n for n in names if n not in set(holdout)]
         if args.augment_copies > 0:
             augmented = augment_pairs(
-                split.train,
+                sources,
                 pool,
                 copies=args.augment_copies,
                 seed=args.seed,
@@ -609,7 +622,7 @@ def prepare_data(args: argparse.Namespace) -> tuple[Any, list[Pair], list[str]]:
             )
     elif args.augment_copies > 0:
         logger.warning("no object names at %s: training without keyword-swap augmentation", args.object_names)
-    return split, augmented, holdout
+    return split, [*faceless, *augmented], holdout
 
 
 def write_split_files(report: Path, split: Any) -> None:
@@ -675,7 +688,11 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "data_sha256": file_sha256(args.data),
         "split": {"seed": args.seed, **split.sizes(), "augmented": len(augmented)},
         "init_seed": init_seed,
-        "augmentation": {"copies": args.augment_copies, "synthetic_share": args.synthetic_share},
+        "augmentation": {
+            "copies": args.augment_copies,
+            "synthetic_share": args.synthetic_share,
+            **({"faceless": True} if args.faceless else {}),
+        },
         **({"extra_pairs": extra_pairs_record(args.extra_pairs, len(extra))} if args.extra_pairs else {}),
         "object_slots": args.object_slots,
         "holdout_object_names": holdout,

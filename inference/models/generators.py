@@ -36,7 +36,7 @@ from transformers.utils import logging as transformers_logging
 from inference.errors import UnknownGeneratorError
 from inference.models.registry import GenerationConfig, GeneratorEntry, GeneratorMeta, discover_generators
 from inference.text.choice import choose, has_emoji
-from inference.text.keywords import format_keywords, parse_keywords
+from inference.text.keywords import format_keywords, has_emotion, parse_keywords
 from inference.text.slots import (
     SLOT_TOKENS,
     SlottedKeywords,
@@ -45,7 +45,7 @@ from inference.text.slots import (
     missing_slots,
     slot_keywords,
 )
-from inference.text.templates import OBJECT_EMOJI, template_comment
+from inference.text.templates import OBJECT_EMOJI, reads_feeling, template_comment
 from inference.text.tidy import cap_emoji_runs
 
 logger = logging.getLogger(__name__)
@@ -112,7 +112,10 @@ class CommentGenerator(ABC):
         candidates = self._candidates(slotted, sample)
         if config.generates_again() and self.meta.object_slots:
             self._redraw_incomplete(candidates, slotted, sample)
-        return [self._pick(options, s, config.pick) for options, s in zip(candidates, slotted, strict=True)]
+        return [
+            self._pick(options, s, config.pick, faceless=not has_emotion(parse_keywords(text)))
+            for options, s, text in zip(candidates, slotted, keyword_texts, strict=True)
+        ]
 
     def _redraw_incomplete(
         self, candidates: list[list[str]], slotted: Sequence[SlottedKeywords], sample: bool
@@ -184,13 +187,18 @@ class CommentGenerator(ABC):
         return config.num_beams if self.meta.object_slots or config.pick == "consensus" else 1
 
     @staticmethod
-    def _pick(options: Sequence[str], slotted: SlottedKeywords, pick: str = "first") -> str:
+    def _pick(
+        options: Sequence[str], slotted: SlottedKeywords, pick: str = "first", faceless: bool = False
+    ) -> str:
         """Among the candidates that write every slot (else all), slots filled and emoji runs cut
         (``inference.text.tidy``), the one ``inference.text.choice`` chooses (an emoji first;
-        best-ranked or consensus)."""
+        best-ranked or consensus). For a ``faceless`` prompt (no emotion keyword) candidates that
+        read a feeling into the photo go last."""
         complete = [text for text in options if _is_complete(text, slotted)] or list(options)
         filled = [fill_slots(text, slotted.names) for text in complete] if slotted.names else complete
         filled = [cap_emoji_runs(text) for text in filled]
+        if faceless:
+            filled = [text for text in filled if not reads_feeling(text)] or filled
         return _with_emoji(choose(filled, pick), list(slotted.names.values()))
 
     def generate_kwargs(self, sample: bool) -> dict[str, Any]:
@@ -431,6 +439,15 @@ def comment_problem(text: str, keywords: Sequence[str], prompt: str = "") -> str
     return None
 
 
+def _unusable(text: str, keywords: Sequence[str], prompt: str) -> str | None:
+    """``comment_problem``, or a feeling read into a photo whose keywords have no emotion (no face
+    showed one): a comment the bot must not send even when it reads well."""
+    problem = comment_problem(text, keywords, prompt)
+    if problem is None and not has_emotion(keywords) and reads_feeling(text):
+        return "reads a feeling without a face emotion"
+    return problem
+
+
 def _is_echo(text: str, keywords: Sequence[str], prompt: str) -> bool:
     """True when the text says nothing beyond the keywords or the prompt itself."""
     squashed = _NOT_WORD.sub("", text)
@@ -470,6 +487,10 @@ class GeneratorSet:
     def names(self) -> list[str]:
         return sorted(self.generators)
 
+    def writes_faceless(self, name: str) -> bool:
+        """Whether generator ``name`` was trained for keywords without an emotion (``faceless``)."""
+        return self.generators[self.resolve(name)].meta.faceless
+
     def _lower_names(self) -> dict[str, str]:
         return {name.lower(): name for name in self.generators}
 
@@ -488,14 +509,14 @@ class GeneratorSet:
         texts = [format_keywords(keywords) for keywords in keyword_lists]
         prompts = generator.prompts(texts)
         outputs = generator.generate(texts, sample)
-        failed = [i for i, out in enumerate(outputs) if comment_problem(out, keyword_lists[i], prompts[i])]
+        failed = [i for i, out in enumerate(outputs) if _unusable(out, keyword_lists[i], prompts[i])]
         if failed:
             retried = generator.generate([texts[i] for i in failed], sample=True)
             for i, out in zip(failed, retried, strict=True):
                 outputs[i] = out
         results: list[Comment] = []
         for i, out in enumerate(outputs):
-            problem = comment_problem(out, keyword_lists[i], prompts[i])
+            problem = _unusable(out, keyword_lists[i], prompts[i])
             if problem is None:
                 results.append(Comment(out))
                 continue

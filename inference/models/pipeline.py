@@ -214,14 +214,21 @@ class Pipeline:
         for item, objects in zip(items, self.objects.detect(_decoded(items)), strict=True):
             item.objects = objects
 
+    def _generator_writes(self, item: _Item) -> bool:
+        """A face emotion to start from, or objects and a generator trained to comment without one."""
+        if has_emotion(item.keywords):
+            return True
+        return bool(item.keywords) and self.generators.writes_faceless(item.generator)
+
     def _generate(self, items: list[_Item], slots: list[ItemResult | None]) -> None:
-        """One batched ``generate`` per (generator, sampling mode) for photos with a face emotion;
-        an honest template for the others (the generators only ever learned comments that start
-        from an emotion, so without one they invent a mood; ``training.evaluate_honesty``)."""
+        """One batched ``generate`` per (generator, sampling mode) for photos with a face emotion, and
+        for photos with only objects when the generator was trained for them (``faceless``); an
+        honest template for the others (a generator that only learned comments starting from an
+        emotion invents a mood without one; ``training.evaluate_honesty``)."""
         groups: dict[tuple[str, bool], list[_Item]] = defaultdict(list)
         for item in items:
             item.timings_ms.setdefault("objects", 0.0)
-            if has_emotion(item.keywords):
+            if self._generator_writes(item):
                 groups[(item.generator, item.sample)].append(item)
                 continue
             comment = honest_comment(item.keywords, bool(item.faces), self.rng if item.sample else None)

@@ -80,6 +80,9 @@ class GeneratorMeta(BaseModel):
     # True: on a CPU the linear layers run int8 (torch dynamic quantization), faster at a small cost
     # in quality; the metrics in ``training`` say which way the shipped folder was measured.
     cpu_int8: bool = False
+    # True: trained on prompts without an emotion too (``training.faceless``), so the bot may ask it
+    # for a photo where no face shows one; otherwise such photos get an honest template comment.
+    faceless: bool = False
     training: dict[str, Any] = Field(default_factory=dict)  # data hash, split, metrics, params, time
 
     def prompt(self, keywords: str) -> str:

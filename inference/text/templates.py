@@ -194,3 +194,23 @@ MOOD_CLAIM = re.compile(
 def claims_mood(text: str) -> bool:
     """True when ``text`` mentions an expression or a sad / angry / scared mood."""
     return MOOD_CLAIM.search(text) is not None
+
+
+# Beyond the moods: joy, a smile or ease read into the people of the photo ("행복해 보이시네요",
+# "웃는 모습"), honest for a face the detector saw as happy, not for a photo of a chair. The viewer's
+# own joy ("보는 내내 미소가 지어져요", "기분이 좋아지네요") is fine anywhere (``reads_feeling``).
+_CHEER = (
+    r"(행복|기뻐|기쁘|즐거워|즐거우|신나|신이 나|편안해|여유로워|설레)(해)? ?(보이|보여|보입|보인)|"
+    r"(행복|기쁨|기쁜|즐거운|신난|편안한|여유로운|설레는|밝은) ?(모습|표정|얼굴|미소|웃음)|"
+    r"웃는 (모습|얼굴)|웃고 (계|있)|웃으시|미소(가|를|도) ?(예|아름|멋|보기|짓|지으|띠)|미소 짓|"
+    r"기분(이)? ?좋(아|으)? ?(보이|보여|보입|신|시)|어떤 기분|기분인지|기분이 어떠|"
+    r"기쁘(네|시|신|세|실)|기뻐하|"
+    r"(어두운|쓸쓸한|외로운|무거운|긴장된|살벌한) (분위기|모습)|감정"
+)
+FEELING_CLAIM = re.compile(f"{MOOD_CLAIM.pattern}|{_CHEER}")
+
+
+def reads_feeling(text: str) -> bool:
+    """True when ``text`` reads a feeling into the people of the photo: a mood (``claims_mood``),
+    joy, a smile or ease."""
+    return FEELING_CLAIM.search(text) is not None
