@@ -8,7 +8,7 @@ a thousand resamples take milliseconds. ROUGE-L F is a mean of per-comment score
 
 What this measures is the noise of the evaluation set (which 300 or 500 pairs were drawn), the part
 that decides whether a decoding change "helps". The other part, the training seed and split, needs
-models trained again (k-fold); it is not measured here.
+models trained again: ``training.split_spread`` scores trainings of one recipe on several splits.
 """
 
 from __future__ import annotations
