@@ -881,6 +881,9 @@ def test_faceless_pairs_come_from_the_training_split_and_mark_the_generator(
     meta = json.loads((output / "generator.json").read_text(encoding="utf-8"))
     assert meta["faceless"] is True and meta["training"]["augmentation"]["faceless"] is True
     assert discover_generators(output.parent)["t5"].meta.faceless
+    continued = tmp_path / "continued" / "t5"  # a later stage without --faceless keeps what it learned
+    run_training(monkeypatch, data_files, continued, "--arch", "t5", "--base", str(output), "--object-slots")
+    assert json.loads((continued / "generator.json").read_text(encoding="utf-8"))["faceless"] is True
 
 
 def test_split_spread_scores_each_training_on_its_own_split(

@@ -17,7 +17,8 @@ import re
 from collections.abc import Sequence
 
 from inference.text.choice import has_emoji
-from inference.text.josa import mentions_word
+from inference.text.josa import HANGUL_FIRST, HANGUL_LAST, mentions_word
+from inference.text.labels import ANGER, FEAR, SADNESS
 from inference.text.templates import reads_feeling
 from training.data import KEYWORD_SEPARATOR, Pair
 
@@ -25,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 # A sentence ends at . ! ? … ~ (runs of them) and the emojis and spaces after them.
 _SENTENCE = re.compile(r".*?(?:[.!?…~]+(?:\s*[^\w\s])*\s*|$)", re.DOTALL)
-GLOOMY = frozenset({"분노", "슬픔", "공포"})
+GLOOMY = frozenset({ANGER, SADNESS, FEAR})
 # Stricter than the bot's check (``reads_feeling``): in a happy pair even the viewer's joy ("기분이
 # 좋아지네요") was written about a happy face, so any such word takes its sentence out.
 _CHEERY = re.compile(
@@ -64,4 +65,4 @@ def faceless_pairs(pairs: Sequence[Pair]) -> list[Pair]:
 
 
 def _hangul_count(text: str) -> int:
-    return sum("가" <= char <= "힣" for char in text)
+    return sum(HANGUL_FIRST <= ord(char) <= HANGUL_LAST for char in text)

@@ -472,13 +472,16 @@ def generator_meta(
     training: dict[str, Any],
     suppress_tokens: Sequence[int] = (),
     base_decoding: GeneratorMeta | None = None,
+    base_faceless: bool = False,
 ) -> GeneratorMeta:
-    """What ``generator.json`` says: decoding from the options, or the base folder's (``base_decoding``)."""
+    """What ``generator.json`` says: decoding from the options, or the base folder's (``base_decoding``);
+    ``faceless`` when this run or the ``--base`` folder (``base_faceless``) trained on faceless pairs."""
     meta = _meta_from_options(args, training, suppress_tokens)
-    if base_decoding is None:
-        return meta
-    update = {field: getattr(base_decoding, field) for field in BASE_DECODING_FIELDS}
-    update["faceless"] = meta.faceless or base_decoding.faceless  # what earlier stages learned stays learned
+    update: dict[str, Any] = {
+        "faceless": meta.faceless or base_faceless
+    }  # what a stage learned stays learned
+    if base_decoding is not None:
+        update.update({field: getattr(base_decoding, field) for field in BASE_DECODING_FIELDS})
     return meta.model_copy(update=update)
 
 
@@ -722,6 +725,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     write_split_files(args.report, split)
 
     base_decoding = base_meta if args.keep_base_decoding else None
+    base_faceless = base_meta is not None and base_meta.faceless
     scoring = args.select_by == "scores"
 
     def save_best(record: EpochRecord, elapsed: float) -> None:
@@ -732,11 +736,13 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             **({"best_val_scores": record_scores(record)} if scoring else {}),
             "train_seconds": round(elapsed),
         }
-        save_generator(args.output, model, tokenizer, generator_meta(args, info, suppress, base_decoding))
+        save_generator(
+            args.output, model, tokenizer, generator_meta(args, info, suppress, base_decoding, base_faceless)
+        )
 
     def measure(record: EpochRecord) -> EpochRecord:
         if scoring:
-            meta = generator_meta(args, training_info, suppress, base_decoding)
+            meta = generator_meta(args, training_info, suppress, base_decoding, base_faceless)
             found = validation_scores(model, tokenizer, meta, split.validation, device)
             record.val_bleu4, record.val_rouge_l_f = found["bleu4"], found["rougeL_f"]
         return record
@@ -828,7 +834,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             "averaged": averaged,
             "best_val_loss": round(best_loss, 4),
         }
-        save_generator(args.output, model, tokenizer, generator_meta(args, info, suppress, base_decoding))
+        save_generator(
+            args.output, model, tokenizer, generator_meta(args, info, suppress, base_decoding, base_faceless)
+        )
     summary = {
         **training_info,
         "best_epoch": best_epoch,
