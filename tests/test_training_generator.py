@@ -388,8 +388,9 @@ def test_selection_by_scores_keeps_the_best_checkpoint_or_the_base(
     [
         ["--base", "scratch", "--keep-base-decoding"],
         ["--base", "scratch", "--select-by", "scores", "--average-last", "3"],
+        ["--base", "scratch", "--val-size", "0", "--select-by", "scores"],
     ],
-    ids=["no base decoding to keep", "averaging is judged on loss"],
+    ids=["no base decoding to keep", "averaging is judged on loss", "no validation to score"],
 )
 def test_training_options_that_cannot_combine_are_refused(extra: list[str]) -> None:
     with pytest.raises(SystemExit):
@@ -781,6 +782,35 @@ def test_init_seed_changes_the_weights_not_the_split(
         assert (folders[0] / "report" / name).read_bytes() == (folders[1] / "report" / name).read_bytes()
     weights = [(f / "model.safetensors").read_bytes() for f in folders]
     assert weights[0] != weights[1]
+
+
+def test_training_on_train_and_validation_keeps_the_test_split_and_the_last_epoch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data_files: tuple[Path, Path]
+) -> None:
+    """--val-size 0 moves the validation pairs into training (the test pairs stay the same) and keeps the
+    last epoch; --stop-after ends the --epochs schedule at the epoch an earlier run with validation chose."""
+    folders = {}
+    for val_size in ("6", "0"):
+        output = tmp_path / f"val{val_size}" / "t5"
+        run_training(
+            monkeypatch, data_files, output, "--arch", "t5", "--base", "scratch", "--vocab-size", "400",
+            *TINY_SIZE, "--max-steps", "0", "--epochs", "3", "--stop-after", "2", "--val-size", val_size,
+        )  # fmt: skip
+        folders[val_size] = output
+    with_val, fit_all = (
+        json.loads((folders[v] / "report" / "training_metrics.json").read_text()) for v in ("6", "0")
+    )
+    assert fit_all["split"]["train"] == with_val["split"]["train"] + 6 and fit_all["split"]["validation"] == 0
+    test_files = [(folders[v] / "report" / "test.jsonl").read_text(encoding="utf-8") for v in ("6", "0")]
+    same_pairs = [[json.loads(line)["comment"] for line in text.splitlines()] for text in test_files]
+    assert same_pairs[0] == same_pairs[1]
+    assert fit_all["epochs_run"] == 2 and fit_all["stop_reason"] == "stop after"
+    assert fit_all["best_epoch"] == 2 and fit_all["best_val_loss"] is None
+    assert all(epoch["val_loss"] is None for epoch in fit_all["history"])
+    meta = json.loads((folders["0"] / "generator.json").read_text(encoding="utf-8"))["training"]
+    assert meta["best_epoch"] == 2
+    generator = CommentGenerator.load(discover_generators(folders["0"].parent)["t5"], "cpu")
+    assert len(generator.generate(["기쁨, 안경"], sample=False)) == 1
 
 
 # --- teacher comments (training.distill_comments) and --extra-pairs -------------------------------------

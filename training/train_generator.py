@@ -176,6 +176,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--patience", type=int, default=10, help="epochs without a better checkpoint")
     parser.add_argument(
+        "--stop-after",
+        type=int,
+        default=0,
+        help="end after this many epochs of the --epochs schedule (0: run it all); with --val-size 0, the"
+        " epoch that validation chose for the same schedule in an earlier run",
+    )
+    parser.add_argument(
         "--select-by",
         choices=("loss", "scores"),
         default="loss",
@@ -229,6 +236,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.select_by == "scores" and args.average_last > 1:
         parser.error("--average-last is judged on validation loss: it does not go with --select-by scores")
+    if args.val_size == 0 and (args.select_by == "scores" or args.average_last > 1):
+        parser.error("--val-size 0 trains on the validation pairs too: nothing is left to select by")
     if args.keep_base_decoding and not (Path(args.base) / META_FILENAME).is_file():
         parser.error(f"--keep-base-decoding needs a --base folder with a {META_FILENAME}")
     preset = PRESETS[args.preset or ("scratch" if args.base == "scratch" else "setting1")]
@@ -467,6 +476,11 @@ def try_averages(
 
 
 # --- saving ----------------------------------------------------------------------------------------------
+def rounded_loss(value: float) -> float | None:
+    """A loss for the JSON records; none without validation pairs (NaN is not JSON)."""
+    return None if math.isnan(value) else round(value, 4)
+
+
 def generator_meta(
     args: argparse.Namespace,
     training: dict[str, Any],
@@ -727,12 +741,15 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     base_decoding = base_meta if args.keep_base_decoding else None
     base_faceless = base_meta is not None and base_meta.faceless
     scoring = args.select_by == "scores"
+    # --val-size 0: the validation pairs are training pairs, so each epoch replaces the last (the epoch
+    # count comes from an earlier run with validation, --stop-after).
+    fit_all = not val_examples
 
     def save_best(record: EpochRecord, elapsed: float) -> None:
         info = {
             **training_info,
             "best_epoch": record.epoch,
-            "best_val_loss": round(record.val_loss, 4),
+            "best_val_loss": rounded_loss(record.val_loss),
             **({"best_val_scores": record_scores(record)} if scoring else {}),
             "train_seconds": round(elapsed),
         }
@@ -780,7 +797,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             bar.set_postfix(loss=f"{running / seen:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
             if args.max_steps and step >= args.max_steps:
                 break
-        val = validation_loss(model, val_examples, args, pad_id)
+        val = validation_loss(model, val_examples, args, pad_id) if val_examples else math.nan
         record = measure(EpochRecord(epoch, step, running / max(1, seen), val, 0.0))
         elapsed = time.monotonic() - start
         record.elapsed_s = round(elapsed, 1)
@@ -794,7 +811,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             f", {record_scores(record)}" if scoring else "",
             elapsed / 60,
         )
-        if best is None or (record.score > best.score if scoring else val < best.val_loss):
+        if fit_all or best is None or (record.score > best.score if scoring else val < best.val_loss):
             best, bad_epochs = record, 0
             save_best(record, elapsed)
         else:
@@ -812,6 +829,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             break
         if args.max_steps and step >= args.max_steps:
             stop_reason = "max steps"
+            break
+        if args.stop_after and epoch >= args.stop_after:
+            stop_reason = "stop after"
             break
         if args.max_minutes and elapsed / 60 >= args.max_minutes:
             stop_reason = "time budget"
@@ -832,7 +852,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             **training_info,
             "best_epoch": best_epoch,
             "averaged": averaged,
-            "best_val_loss": round(best_loss, 4),
+            "best_val_loss": rounded_loss(best_loss),
         }
         save_generator(
             args.output, model, tokenizer, generator_meta(args, info, suppress, base_decoding, base_faceless)
@@ -840,7 +860,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     summary = {
         **training_info,
         "best_epoch": best_epoch,
-        "best_val_loss": round(best_loss, 4),
+        "best_val_loss": rounded_loss(best_loss),
         **({"best_val_scores": record_scores(best), "start_val_scores": start_scores} if scoring else {}),
         "select_by": args.select_by,
         "averaged": averaged,
@@ -849,7 +869,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "stop_reason": stop_reason,
         "train_seconds": round(train_seconds),
         "threads": torch.get_num_threads(),
-        "history": [asdict(r) for r in history],
+        "history": [{**asdict(r), "val_loss": rounded_loss(r.val_loss)} for r in history],
     }
     if "stages" in summary:  # this run is the folder's last stage
         this_run = {k: v for k, v in summary.items() if k not in (*NOT_A_STAGE, "history")}
