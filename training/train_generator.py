@@ -476,9 +476,9 @@ def try_averages(
 
 
 # --- saving ----------------------------------------------------------------------------------------------
-def rounded_loss(value: float) -> float | None:
+def loss_or_none(value: float) -> float | None:
     """A loss for the JSON records; none without validation pairs (NaN is not JSON)."""
-    return None if math.isnan(value) else round(value, 4)
+    return None if math.isnan(value) else value
 
 
 def generator_meta(
@@ -491,9 +491,8 @@ def generator_meta(
     """What ``generator.json`` says: decoding from the options, or the base folder's (``base_decoding``);
     ``faceless`` when this run or the ``--base`` folder (``base_faceless``) trained on faceless pairs."""
     meta = _meta_from_options(args, training, suppress_tokens)
-    update: dict[str, Any] = {
-        "faceless": meta.faceless or base_faceless
-    }  # what a stage learned stays learned
+    # What an earlier stage learned stays learned.
+    update: dict[str, Any] = {"faceless": meta.faceless or base_faceless}
     if base_decoding is not None:
         update.update({field: getattr(base_decoding, field) for field in BASE_DECODING_FIELDS})
     return meta.model_copy(update=update)
@@ -749,7 +748,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         info = {
             **training_info,
             "best_epoch": record.epoch,
-            "best_val_loss": rounded_loss(record.val_loss),
+            "best_val_loss": loss_or_none(round(record.val_loss, 4)),
             **({"best_val_scores": record_scores(record)} if scoring else {}),
             "train_seconds": round(elapsed),
         }
@@ -797,7 +796,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             bar.set_postfix(loss=f"{running / seen:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
             if args.max_steps and step >= args.max_steps:
                 break
-        val = validation_loss(model, val_examples, args, pad_id) if val_examples else math.nan
+        val = math.nan if fit_all else validation_loss(model, val_examples, args, pad_id)
         record = measure(EpochRecord(epoch, step, running / max(1, seen), val, 0.0))
         elapsed = time.monotonic() - start
         record.elapsed_s = round(elapsed, 1)
@@ -852,7 +851,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             **training_info,
             "best_epoch": best_epoch,
             "averaged": averaged,
-            "best_val_loss": rounded_loss(best_loss),
+            "best_val_loss": loss_or_none(round(best_loss, 4)),
         }
         save_generator(
             args.output, model, tokenizer, generator_meta(args, info, suppress, base_decoding, base_faceless)
@@ -860,7 +859,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     summary = {
         **training_info,
         "best_epoch": best_epoch,
-        "best_val_loss": rounded_loss(best_loss),
+        "best_val_loss": loss_or_none(round(best_loss, 4)),
         **({"best_val_scores": record_scores(best), "start_val_scores": start_scores} if scoring else {}),
         "select_by": args.select_by,
         "averaged": averaged,
@@ -869,7 +868,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "stop_reason": stop_reason,
         "train_seconds": round(train_seconds),
         "threads": torch.get_num_threads(),
-        "history": [{**asdict(r), "val_loss": rounded_loss(r.val_loss)} for r in history],
+        "history": [{**asdict(r), "val_loss": loss_or_none(r.val_loss)} for r in history],
     }
     if "stages" in summary:  # this run is the folder's last stage
         this_run = {k: v for k, v in summary.items() if k not in (*NOT_A_STAGE, "history")}
