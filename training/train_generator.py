@@ -884,7 +884,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     )
     plot_loss_curve(history, args.report / "loss_curve.png", f"{args.arch} ({args.base}): loss per token")
     logger.info(
-        "best epoch %d (val %.4f), %s after %.1f min; saved %s",
+        "best epoch %d (val %.4f); stopped by: %s, after %.1f min; saved %s",
         best_epoch,
         best_loss,
         stop_reason,
