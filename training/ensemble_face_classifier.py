@@ -26,7 +26,7 @@ import torch
 
 from inference.models.face_classifier import (
     ClassifierConfig,
-    EmotionCNN,
+    CropNetwork,
     network_from_state,
     save_ensemble,
 )
@@ -66,7 +66,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def load_member(path: Path) -> tuple[EmotionCNN, ClassifierConfig]:
+def load_member(path: Path) -> tuple[CropNetwork, ClassifierConfig]:
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     if "model" not in checkpoint:
         raise ValueError(f"{path}: not a single-network checkpoint")
@@ -92,7 +92,9 @@ def common_config(
     return replace(configs[0], extra={"seed": seeds.pop(), "members": notes})
 
 
-def score(models: Sequence[EmotionCNN], config: ClassifierConfig, args: argparse.Namespace) -> dict[str, Any]:
+def score(
+    models: Sequence[CropNetwork], config: ClassifierConfig, args: argparse.Namespace
+) -> dict[str, Any]:
     names = dataset_names(args.faces)
     held_out, _ = split_detection_crops(args.faces, config, names, int(config.extra["seed"]))
     hold_x, hold_y = stack(held_out)

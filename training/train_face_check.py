@@ -43,6 +43,7 @@ from PIL import Image, ImageOps
 from inference.models.face_classifier import (
     FACE_CLASS,
     ClassifierConfig,
+    CropNetwork,
     EmotionCNN,
     crop_face,
     mirrored_logits,
@@ -245,7 +246,7 @@ def stack(photos: Sequence[PhotoCrops]) -> tuple[torch.Tensor, torch.Tensor, tor
 
 # --- training --------------------------------------------------------------------------------------
 @torch.inference_mode()
-def face_probability(model: EmotionCNN, images: torch.Tensor, batch: int = 512) -> torch.Tensor:
+def face_probability(model: CropNetwork, images: torch.Tensor, batch: int = 512) -> torch.Tensor:
     """p(face) per crop, with the runtime's mirror averaging."""
     model.eval()
     out = []
@@ -330,12 +331,12 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def fit_check(
-    model: EmotionCNN,
+    model: CropNetwork,
     config: ClassifierConfig,
     args: argparse.Namespace,
     data: tuple[torch.Tensor, torch.Tensor],
     class_weight: torch.Tensor,
-    held_out: Callable[[EmotionCNN], dict[str, Any]],
+    held_out: Callable[[CropNetwork], dict[str, Any]],
     score: Callable[[dict[str, Any]], Any],
     extra: Callable[[dict[str, Any]], dict[str, Any]],
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:

