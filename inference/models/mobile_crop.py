@@ -15,6 +15,7 @@ the runtime only ever loads our own fine-tuned checkpoints.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
@@ -60,8 +61,13 @@ class MobileCropNet(nn.Module):
         return self.head(features.mean(dim=(2, 3)))
 
 
-def _block_of(key: str, prefix: str) -> int:
-    return int(key.removeprefix(prefix).split(".", 1)[0])
+def _keys_by_block(keys: Iterable[str], prefix: str) -> dict[int, list[str]]:
+    """The keys under ``prefix`` grouped by the block number that follows it, in their order."""
+    blocks: dict[int, list[str]] = {}
+    for key in keys:
+        if key.startswith(prefix):
+            blocks.setdefault(int(key.removeprefix(prefix).split(".", 1)[0]), []).append(key)
+    return blocks
 
 
 def load_pretrained_trunk(model: MobileCropNet, path: Path) -> None:
@@ -71,17 +77,12 @@ def load_pretrained_trunk(model: MobileCropNet, path: Path) -> None:
     torchvision nests them (``features.3.conv.0.0.weight``), but both hold the same tensors in the same
     order: block by block, the tensors are paired in order and each pair must agree in shape."""
     source = torch.load(path, map_location="cpu", weights_only=True)
-    by_block: dict[int, list[torch.Tensor]] = {}
-    for key, tensor in source.items():
-        if key.startswith("features."):
-            by_block.setdefault(_block_of(key, "features."), []).append(tensor)
+    by_block = _keys_by_block(source, "features.")
     state = model.features.state_dict()
+    targets = _keys_by_block(state, "")
     mapped: dict[str, torch.Tensor] = {}
-    targets: dict[int, list[str]] = {}
-    for key in state:
-        targets.setdefault(_block_of(key, ""), []).append(key)
     for block, keys in targets.items():
-        tensors = by_block.get(block, [])
+        tensors = [source[key] for key in by_block.get(block, [])]
         if len(tensors) != len(keys):
             raise ValueError(
                 f"{path}: block {block} has {len(tensors)} tensors, MobileNetV2 needs {len(keys)}"
