@@ -380,3 +380,18 @@ def test_bot_path_map_scores_perfect_and_wrong_detections() -> None:
     assert good["map50"] == pytest.approx(1.0, abs=0.01) and good["map50_95"] == pytest.approx(1.0, abs=0.01)
     assert set(good["per_class_ap50"]) == {"happy", "sad"}
     assert bad["map50"] == 0.0
+
+
+def test_mean_ap_counts_boxes_on_photos_without_that_object_as_false() -> None:
+    """A confident box on a photo where nothing is labelled ranks above the right one and halves the AP;
+    ranked below it, it costs nothing."""
+    from training.evaluate_detector import mean_ap
+
+    truths = [[(0, (0.0, 0.0, 10.0, 10.0))], []]
+    right = [(0, 0.5, (0.0, 0.0, 10.0, 10.0))]
+    assert mean_ap(truths, [right, []], ["chair"])["map50"] == pytest.approx(1.0, abs=0.01)
+    above = mean_ap(truths, [right, [(0, 0.9, (0.0, 0.0, 10.0, 10.0))]], ["chair"])
+    below = mean_ap(truths, [right, [(0, 0.1, (0.0, 0.0, 10.0, 10.0))]], ["chair"])
+    assert above["map50"] == pytest.approx(0.5, abs=0.05)
+    assert below["map50"] == pytest.approx(1.0, abs=0.01)
+    assert mean_ap([[], []], [[], []], ["chair"])["map50"] == 0.0

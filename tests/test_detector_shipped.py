@@ -44,6 +44,14 @@ def test_shipped_files_and_metadata() -> None:
     assert everyday["conf"] == meta["conf"] and everyday["object_conf"] == meta["object_conf"]
     assert everyday["faces"]["boxes_over_40pct_without_such_a_face"] == 0
     assert everyday["honesty"]["mood_claim_share"] <= 0.05
+    assert 0.0 < everyday["object_map"]["at_conf_0.001"]["map50"] <= 1.0  # the bot's own objects, VOC val
+    naming = meta.get("object_naming")
+    if naming:  # the check names classes: its threshold is a score, one object per class and place
+        assert (
+            0.0 < naming["power"] <= 1.0
+            and 0.0 < naming["nms_iou"] < 1.0
+            and 0.0 < meta["object_check_min"] < 1.0
+        )
     assert metrics["conf"] == meta["conf"]  # the accuracy was measured at the threshold the bot uses
     readme = (EMOTION_DIR / "README.md").read_text(encoding="utf-8")
     assert "CC BY 4.0" in readme and "workenv-dayet" in readme and "yip-chun-kit-y2buh" in readme
@@ -62,6 +70,7 @@ def test_shipped_detector_loads_as_the_bot_loads_it(zidane_jpg: Path) -> None:
     assert (detector.classifier is not None) == bool(metadata().get("classifier"))
     assert (detector.face_check is not None) == bool(metadata().get("face_check"))
     assert (detector.object_check is not None) == bool(metadata().get("object_check"))
+    assert (detector.object_naming is not None) == bool(metadata().get("object_naming"))
     faces = detector.detect([decode_image(zidane_jpg.read_bytes())])[0]
     assert all(f.label in detector.names for f in faces)
 

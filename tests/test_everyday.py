@@ -10,9 +10,11 @@ import pytest
 import yaml
 from PIL import Image
 
+from inference.models.object_check import OTHER_CLASS
 from inference.results import CommentResult, DetectedObject, Face
 from inference.settings import DEFAULT_WEIGHTS_DIR
-from tests.fixtures.tiny_models import make_tiny_detector
+from inference.text.labels import EMOTION_CLASSES
+from tests.fixtures.tiny_models import make_colour_classifier, make_tiny_detector
 from training import evaluate_detector, evaluate_honesty, label_everyday
 from training import everyday_eval as ev
 
@@ -218,10 +220,12 @@ def test_honesty_report_compares_templates_and_generators_reproducibly(
     assert template["feeling_claim_share"] == 0.0 and template["template_share"] == 1.0
 
 
+@pytest.mark.parametrize("naming", [False, True], ids=["checked objects", "named objects"])
 def test_evaluate_detector_reports_everyday_photos(
-    tmp_path: Path, zidane_jpg: Path, tiny_weights_dir: Path
+    tmp_path: Path, zidane_jpg: Path, tiny_weights_dir: Path, naming: bool
 ) -> None:
-    """The whole report through the bot's pipeline, on a tiny set with a tiny joint model."""
+    """The whole report through the bot's pipeline, on a tiny set with a tiny joint model: with
+    ``object_naming`` the object threshold it sets is the check's (a score), not the detector's."""
     voc = make_voc(tmp_path / "voc", {"people": (zidane_jpg, "2 0.5 0.5 0.9 0.9\n1 0.2 0.8 0.3 0.3\n")})
     everyday = tmp_path / "everyday"
     label_everyday.main(
@@ -230,6 +234,23 @@ def test_evaluate_detector_reports_everyday_photos(
     weights = tmp_path / "weights"
     names = yaml.safe_load((everyday / "data.yaml").read_text(encoding="utf-8"))["names"]
     make_tiny_detector(weights / "emotion" / "model.pt", names)
+    if naming:
+        objects = [name for name in names if name not in EMOTION_CLASSES]
+        rows = [[float(i % 3 == c) * 5 for c in range(3)] for i in range(len(objects) + 1)]
+        make_colour_classifier(
+            weights / "emotion" / "object_check.pt", (OTHER_CLASS, *objects), rows, [0.0] * len(rows)
+        )
+        metadata_path = weights / "emotion" / "metadata.json"
+        naming_metadata = {
+            "object_check": "object_check.pt",
+            "object_check_min": 0.5,
+            "object_conf": 0.01,
+            "object_naming": {"power": 0.5, "min_probability": 0.0, "nms_iou": 0.5},
+        }
+        metadata_path.write_text(
+            json.dumps({**json.loads(metadata_path.read_text(encoding="utf-8")), **naming_metadata}),
+            encoding="utf-8",
+        )
     shutil.copytree(tiny_weights_dir / "generators", weights / "generators")
     out = tmp_path / "eval"
     evaluate_detector.main(
@@ -248,6 +269,14 @@ def test_evaluate_detector_reports_everyday_photos(
     metadata = json.loads((weights / "emotion" / "metadata.json").read_text(encoding="utf-8"))
     assert metadata["conf"] == report["conf"] and metadata["object_conf"] == report["object_conf"]
     assert metadata["everyday_metrics"]["faces"] == report["faces"]
+    assert metadata["everyday_metrics"]["object_map"] == report["object_map"]
+    assert set(report["object_map"]) == {"at_conf_0.001", f"at_bot_conf_{report['object_conf']:g}"}
+    assert all(0.0 <= row["map50"] <= 1.0 for row in report["object_map"].values())
+    if naming:  # the detector threshold stays; the score threshold is the one picked
+        assert report["object_conf"] == 0.01 and report["object_check_min"] in ev.OBJECT_CONF_GRID
+        assert metadata["object_check_min"] == report["object_check_min"]
+    else:
+        assert "object_check_min" not in report
 
 
 def test_face_threshold_is_the_lowest_without_too_many_or_giant_false_faces() -> None:

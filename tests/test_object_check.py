@@ -133,6 +133,27 @@ def test_held_out_keywords_are_scored_like_the_evaluation() -> None:
     assert best["detector_only"]["check"] == 0.0
 
 
+def test_named_keywords_take_the_checks_classes() -> None:
+    """Naming: the chair box of photo a that the check sees as class 3 names class 3 (right, and wanted),
+    scored conf ** 0.5 × p; a weak candidate names nothing; crops of no candidate (−1) never name."""
+    photos = [
+        photo("a", [1, 2, -1], [0.81, 0.3, 0.0], present=[1, 3], wanted=[1, 3]),
+        photo("b", [2], [0.64], present=[2], wanted=[]),
+    ]
+    a = torch.tensor([[0.1, 0.0, 0.0, 0.9], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    b = torch.tensor([[0.0, 0.0, 1.0, 0.0]])
+    # photo a: class 3 at 0.9 × 0.9 = 0.81, class 2 at 0.55; photo b: class 2 at 0.8
+    assert toc.named_keyword_scores(photos, [a, b], conf=0.05, score_min=0.6) == {
+        "precision": 1.0,
+        "recall": 0.5,
+        "keywords": 2,
+    }
+    assert toc.named_keyword_scores(photos, [a, b], conf=0.05, score_min=0.5)["keywords"] == 3
+    assert toc.named_keyword_scores(photos, [a, b], conf=0.7, score_min=0.01)["keywords"] == 1
+    best = toc.best_naming(photos, [a, b], conf=0.05, min_precision=0.9)
+    assert best["precision"] == 1.0 and best["recall"] == 0.5 and best["score_min"] == 0.55
+
+
 def tiny_crop_cache(path: Path, size: int = 16) -> Path:
     """Mined crops of 20 made-up photos: red chairs, blue cars and green ``other`` with a little noise."""
     generator = torch.Generator().manual_seed(0)
@@ -208,6 +229,24 @@ def test_pretrained_option_names_the_start(tmp_path: Path) -> None:
         assert torch.equal(model.state_dict()["features.0.0.weight"], first) is same
 
 
+def test_init_fine_tunes_a_saved_check_of_the_same_config(tmp_path: Path) -> None:
+    """``--init CHECK`` starts from that check's weights; a check of another config is refused."""
+    config = ClassifierConfig(
+        classes=(OTHER_CLASS, *OBJECTS), size=24, channels=3, backbone="mobilenet_v2", depth=2
+    )
+    saved = toc.initial_network(toc.parse_args(["--pretrained", "none"]), config)
+    save_checkpoint(tmp_path / "check.pt", saved, config, {})
+    model = toc.initial_network(toc.parse_args(["--init", str(tmp_path / "check.pt")]), config)
+    assert model.training
+    for name, value in model.state_dict().items():
+        assert torch.allclose(value.float(), saved.state_dict()[name].float(), atol=1e-2), name
+    deeper = ClassifierConfig(
+        classes=(OTHER_CLASS, *OBJECTS), size=24, channels=3, backbone="mobilenet_v2", depth=3
+    )
+    with pytest.raises(SystemExit, match="depth"):
+        toc.initial_network(toc.parse_args(["--init", str(tmp_path / "check.pt")]), deeper)
+
+
 def test_mobilenet_training_without_a_start_is_explained(monkeypatch: pytest.MonkeyPatch) -> None:
     """No wheel installed and no --pretrained: a clear exit naming the install, not a traceback."""
     monkeypatch.setattr(toc.importlib.util, "find_spec", lambda name: None)
@@ -230,3 +269,36 @@ def test_default_crop_cache_belongs_to_one_detector(
         module.load_or_mine(module.parse_args(argv), config=None)
     assert used[0] != used[1] and used[0] == used[2]
     assert all(path.parent == tmp_path for path in used)
+
+
+def test_object_naming_takes_the_checks_class_and_scores_both(tmp_path: Path) -> None:
+    """``object_naming``: a box the detector calls a car but that shows a chair names a chair, scored
+    conf ** power × p; a weaker overlapping chair box and a box showing nothing give no object."""
+    from types import SimpleNamespace
+
+    prepare_offline_ultralytics()
+    from inference.models.detect import EmotionDetector, ObjectNaming, RawBox
+
+    photo = Image.new("RGB", (200, 100), (0, 250, 0))  # green: nothing
+    photo.paste((250, 0, 0), (0, 0, 100, 100))  # red left half: a chair
+    photo.paste((0, 0, 250), (150, 0, 200, 100))  # blue right quarter: a car
+    runner = SimpleNamespace(conf=0.05, imgsz=64, names=dict(enumerate([*EMOTIONS, *OBJECTS])))
+    check = ObjectCheck.load(colour_check(tmp_path / "oc.pt"), threshold=0.15)
+    naming = ObjectNaming(power=0.5, min_probability=0.05, nms_iou=0.5)
+    detector = EmotionDetector(runner, object_conf=0.05, object_check=check, object_naming=naming)  # type: ignore[arg-type]
+    boxes = [
+        RawBox("car", 0.81, (10.0, 10.0, 90.0, 90.0)),
+        RawBox("chair", 0.25, (12.0, 10.0, 90.0, 92.0)),
+        RawBox("car", 0.04, (155.0, 10.0, 195.0, 90.0)),
+        RawBox("chair", 0.9, (110.0, 10.0, 140.0, 90.0)),
+    ]
+    named = detector._checked_objects(photo, boxes)
+    assert [(thing.label, thing.box) for thing in named] == [
+        ("chair", (10.0, 10.0, 90.0, 90.0)),
+        ("car", (155.0, 10.0, 195.0, 90.0)),
+    ]
+    assert named[0].confidence == pytest.approx(0.9, abs=0.01)  # 0.81 ** 0.5 × ~1.0
+    assert named[1].confidence == pytest.approx(0.2, abs=0.01)
+    strict = ObjectCheck.load(tmp_path / "oc.pt", threshold=0.5)
+    detector = EmotionDetector(runner, object_conf=0.05, object_check=strict, object_naming=naming)  # type: ignore[arg-type]
+    assert [thing.label for thing in detector._checked_objects(photo, boxes)] == ["chair"]

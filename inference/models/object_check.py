@@ -8,7 +8,10 @@ trained by ``training.train_object_check`` on the detector's own boxes: until se
 small CNN, since session 21 an ImageNet-started MobileNetV2 (``inference.models.mobile_crop``), which
 knows what things look like before it sees a VOC crop. A box stays when the check gives the detector's
 class at least ``threshold``: the detector then runs at a lower object threshold and keeps most of what
-it finds right while losing most of what it finds wrong."""
+it finds right while losing most of what it finds wrong. Since session 23 the shipped metadata names
+objects instead (``object_naming``, ``inference.models.detect.ObjectNaming``): each box gives the classes
+the check sees in it (``object_probabilities``), scored with the detector's confidence, and
+``threshold`` applies to that score."""
 
 from __future__ import annotations
 
@@ -68,3 +71,11 @@ class ObjectCheck:
 
     def keeps(self, crops: Sequence[Image.Image], labels: Sequence[str]) -> list[bool]:
         return [p >= self.threshold for p in self.class_probability(crops, labels)]
+
+    def object_probabilities(self, crops: Sequence[Image.Image]) -> list[dict[str, float]]:
+        """p(class) per crop for every object class (``other`` left out): what the crop shows, whatever
+        the detector called it."""
+        if not crops:
+            return []
+        names = [(i, name) for i, name in enumerate(self.classes) if name != OTHER_CLASS]
+        return [{name: float(row[i]) for i, name in names} for row in self.classifier.probabilities(crops)]
