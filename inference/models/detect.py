@@ -407,6 +407,12 @@ class EmotionDetector:
         self.emotion_min = emotion_min
         self.object_groups = tuple(object_groups) if object_check is not None else ()  # the check judges them
         self.object_naming = object_naming if object_check is not None else None
+        if self.object_naming is not None and object_check is not None:
+            logger.info(
+                "object naming: the check names each box's classes, score conf^%.2f x p >= %.3f",
+                self.object_naming.power,
+                object_check.threshold,
+            )
         # Faces keep the runner's conf; objects of a joint model theirs (None: the runner's too).
         self.face_conf = runner.conf
         has_objects = bool(self.object_names)
