@@ -143,15 +143,25 @@ def test_named_keywords_take_the_checks_classes() -> None:
     a = torch.tensor([[0.1, 0.0, 0.0, 0.9], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
     b = torch.tensor([[0.0, 0.0, 1.0, 0.0]])
     # photo a: class 3 at 0.9 × 0.9 = 0.81, class 2 at 0.55; photo b: class 2 at 0.8
-    assert toc.named_keyword_scores(photos, [a, b], conf=0.05, score_min=0.6) == {
+    assert toc.named_keyword_scores(photos, [a, b], power=0.5, conf=0.05, score_min=0.6) == {
         "precision": 1.0,
         "recall": 0.5,
         "keywords": 2,
     }
-    assert toc.named_keyword_scores(photos, [a, b], conf=0.05, score_min=0.5)["keywords"] == 3
-    assert toc.named_keyword_scores(photos, [a, b], conf=0.7, score_min=0.01)["keywords"] == 1
-    best = toc.best_naming(photos, [a, b], conf=0.05, min_precision=0.9)
+    assert toc.named_keyword_scores(photos, [a, b], power=0.5, conf=0.05, score_min=0.5)["keywords"] == 3
+    assert toc.named_keyword_scores(photos, [a, b], power=0.5, conf=0.7, score_min=0.01)["keywords"] == 1
+    best = toc.best_naming(photos, [a, b], toc.NamingRule(conf=0.05, power=0.5), min_precision=0.9)
     assert best["precision"] == 1.0 and best["recall"] == 0.5 and best["score_min"] == 0.55
+
+
+def test_held_out_naming_follows_the_detectors_metadata(tmp_path: Path) -> None:
+    """The simulated naming rule is the one the bot runs with that detector: its object threshold and
+    naming power, the defaults where its metadata names none."""
+    weights = tmp_path / "model.pt"
+    assert toc.naming_rule(weights) == toc.NamingRule(conf=toc.NAMING_CONF, power=toc.NAMING_POWER)
+    naming = {"power": 0.3, "min_probability": 0.01, "nms_iou": 0.5}
+    (tmp_path / "metadata.json").write_text(json.dumps({"object_conf": 0.1, "object_naming": naming}))
+    assert toc.naming_rule(weights) == toc.NamingRule(conf=0.1, power=0.3)
 
 
 def tiny_crop_cache(path: Path, size: int = 16) -> Path:

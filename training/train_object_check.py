@@ -74,8 +74,10 @@ SAME_OBJECT_IOU = 0.4
 NO_OBJECT_IOU = 0.2
 CONF_GRID = (0.05, 0.08, 0.1, 0.12, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6)
 CHECK_GRID = tuple(round(0.05 * i, 2) for i in range(0, 20))
-NAMING_CONF = 0.05  # the bot's detector threshold for objects (metadata object_conf)
-NAMING_POWER = 0.5  # the detector confidence's weight in a named object's score (metadata object_naming)
+# The naming rule simulated on held-out photos where the detector's metadata names none (its object_conf
+# and object_naming.power are used where it does: the rule the bot runs).
+NAMING_CONF = 0.05
+NAMING_POWER = 0.5
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -331,29 +333,62 @@ def best_setting(
     return {"with_check": best(CHECK_GRID), "detector_only": best((0.0,))}
 
 
+@dataclass(frozen=True, slots=True)
+class NamingRule:
+    """What the held-out simulation of ``object_naming`` needs: the bot's detector threshold for objects
+    and the weight (power) of the detector confidence in a named object's score."""
+
+    conf: float = NAMING_CONF
+    power: float = NAMING_POWER
+
+
+def naming_rule(weights: Path) -> NamingRule:
+    """The naming rule of the detector's ``metadata.json`` (the defaults where it names none)."""
+    prepare_offline_ultralytics()
+    from inference.models.detect import pass_options, read_metadata
+
+    metadata = read_metadata(str(weights))
+    naming = pass_options(metadata)["object_naming"]
+    return NamingRule(
+        conf=float(metadata.get("object_conf", NAMING_CONF)),
+        power=naming.power if naming is not None else NAMING_POWER,
+    )
+
+
 def named_keyword_scores(
-    photos: Sequence[PhotoCrops], probabilities: Sequence[torch.Tensor], conf: float, score_min: float
+    photos: Sequence[PhotoCrops],
+    probabilities: Sequence[torch.Tensor],
+    power: float,
+    conf: float,
+    score_min: float,
 ) -> dict[str, float]:
     """Keyword precision / recall over ``photos`` when the check names the candidates' classes
     (``inference.models.detect.ObjectNaming``): a candidate over detector confidence ``conf`` names
-    each class c with conf ** ``NAMING_POWER`` × p(c) ≥ ``score_min``; ``probabilities[i]`` holds
-    photo i's class probabilities."""
+    each class c with conf ** ``power`` × p(c) ≥ ``score_min``; ``probabilities[i]`` holds photo i's
+    class probabilities."""
     named = []
     for photo, probs in zip(photos, probabilities, strict=True):
         candidate = (photo.predicted >= 0) & (photo.conf >= conf)
-        scores = photo.conf[candidate, None] ** NAMING_POWER * probs[candidate]
+        scores = photo.conf[candidate, None] ** power * probs[candidate]
         scores[:, OTHER] = 0.0
         named.append(set(torch.nonzero(scores >= score_min)[:, 1].tolist()))
     return score_keywords(photos, named)
 
 
 def best_naming(
-    photos: Sequence[PhotoCrops], probabilities: Sequence[torch.Tensor], conf: float, min_precision: float
+    photos: Sequence[PhotoCrops],
+    probabilities: Sequence[torch.Tensor],
+    rule: NamingRule,
+    min_precision: float,
 ) -> dict[str, Any]:
     """The naming score threshold with the most keyword recall at ``min_precision`` over the candidates
-    above detector confidence ``conf`` (the bot's object threshold)."""
+    above the rule's detector confidence (the bot's object threshold)."""
     rows = [
-        {"conf": conf, "score_min": score, **named_keyword_scores(photos, probabilities, conf, score)}
+        {
+            "conf": rule.conf,
+            "score_min": score,
+            **named_keyword_scores(photos, probabilities, rule.power, rule.conf, score),
+        }
         for score in CHECK_GRID[1:]
     ]
     good = [row for row in rows if row["precision"] >= min_precision]
@@ -368,7 +403,9 @@ def candidate_class_probability(probs: torch.Tensor, photo: PhotoCrops) -> torch
     return torch.where(photo.predicted >= 0, probs.gather(1, index[:, None])[:, 0], torch.zeros(len(index)))
 
 
-def held_out_report(model: CropNetwork, photos: Sequence[PhotoCrops], min_precision: float) -> dict[str, Any]:
+def held_out_report(
+    model: CropNetwork, photos: Sequence[PhotoCrops], min_precision: float, naming: NamingRule
+) -> dict[str, Any]:
     crops = torch.cat([p.crops for p in photos])
     labels = torch.cat([p.labels for p in photos])
     probs = class_probabilities(model, crops)
@@ -377,7 +414,7 @@ def held_out_report(model: CropNetwork, photos: Sequence[PhotoCrops], min_precis
     per_photo = list(torch.split(probs, [len(photo.labels) for photo in photos]))
     checked = [candidate_class_probability(p, photo) for p, photo in zip(per_photo, photos, strict=True)]
     settings = best_setting(photos, checked, min_precision)
-    named = best_naming(photos, per_photo, NAMING_CONF, min_precision)
+    named = best_naming(photos, per_photo, naming, min_precision)
     return {"loss": round(loss, 4), "accuracy": round(accuracy, 4), **settings, "named": named}
 
 
@@ -412,6 +449,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         len(held_out),
     )
     model = initial_network(args, config)
+    naming = naming_rule(args.weights)
 
     def score(report: dict[str, Any]) -> tuple[float, float]:
         """Most held-out keyword recall at the precision asked for, then the lowest loss."""
@@ -433,7 +471,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         args,
         (train_x, train_y),
         class_weight,
-        held_out=lambda m: held_out_report(m, held_out, args.min_precision),
+        held_out=lambda m: held_out_report(m, held_out, args.min_precision, naming),
         score=score,
         extra=extra,
     )
