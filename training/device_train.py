@@ -29,15 +29,14 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 
-def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--copy-to", type=Path, required=True, help="folder the checkpoints are copied to")
     parser.add_argument("--copy-every", type=int, default=5, help="epochs between copies of last.pt")
     parser.add_argument("train_detector_args", nargs="*", help="options for training.train_detector")
-    args = parser.parse_args(argv)
-    return args, list(args.train_detector_args)
+    return parser.parse_args(argv)
 
 
 def read_results_csv(trainer: Any) -> dict[str, list[float]]:
@@ -78,11 +77,11 @@ def copy_run(run: Path, target: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args, rest = parse_args(argv)
+    args = parse_args(argv)
     from training import train_detector
 
     patch_ultralytics()
-    options = train_detector.parse_args([*rest, "--no-ship"])
+    options = train_detector.parse_args([*args.train_detector_args, "--no-ship"])
 
     def copy_now(trainer: Any) -> None:
         if (trainer.epoch + 1) % args.copy_every == 0:

@@ -45,10 +45,7 @@ def shrink(photo: Path, size: int, quality: int) -> bytes:
     """The photo with its long side at most ``size``, as WebP bytes."""
     with Image.open(photo) as opened:
         image = opened.convert("RGB")
-    scale = size / max(image.size)
-    if scale < 1:
-        shrunk = (round(image.width * scale), round(image.height * scale))
-        image = image.resize(shrunk, Image.Resampling.LANCZOS)
+    image.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=None)  # shrinks only, keeps aspect
     buffer = BytesIO()
     image.save(buffer, "WEBP", quality=quality, method=6)
     return buffer.getvalue()
