@@ -127,6 +127,26 @@ def test_bus_jpg_shows_its_two_camera_facing_men_and_no_made_up_mood(bus_jpg: Pa
     assert build_keywords(faces, objects, max_keywords=4) == ["버스"]
 
 
+def test_zidane_jpg_shows_both_men(zidane_jpg: Path) -> None:
+    """zidane.jpg (1280×720): Ancelotti facing the camera, and Zidane in profile, head tilted, shouting.
+    The model finds Zidane's face in the mirror image only; ``face_flip`` keeps it (mapped back)."""
+    from inference.models.runtime import prepare_offline_ultralytics
+
+    prepare_offline_ultralytics()
+    from inference.images import decode_image
+    from inference.models.detect import EmotionDetector
+
+    detector = EmotionDetector.from_settings(make_settings(DEFAULT_WEIGHTS_DIR), "cpu")
+    assert detector.face_flip
+    faces = detector.detect([decode_image(zidane_jpg.read_bytes())])[0]
+    heads = {"Ancelotti": (880, 60, 1090, 320), "Zidane": (540, 230, 700, 450)}  # pixels of zidane.jpg
+    centres = [((f.box[0] + f.box[2]) / 2, (f.box[1] + f.box[3]) / 2) for f in faces]
+    found = {
+        name for name, (x0, y0, x1, y1) in heads.items() for x, y in centres if x0 < x < x1 and y0 < y < y1
+    }
+    assert len(faces) == 2 and found == set(heads)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not FACES_DATA.exists(), reason="shared faces set not present")
 def test_recorded_dominant_face_accuracy_is_reproduced(tmp_path: Path) -> None:

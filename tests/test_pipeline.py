@@ -439,6 +439,39 @@ def test_object_flip_averages_each_object_over_the_photo_and_its_mirror_image() 
     assert runner.mirrored == [item.image]
 
 
+def test_face_flip_keeps_a_face_either_view_finds_at_the_better_views_confidence() -> None:
+    """With ``face_flip`` a face the model only finds in the mirror image (a profile turned the way
+    it sees poorly, like Zidane's in ultralytics' zidane.jpg) counts, mapped back; a face both views
+    find is one face, with the more confident view's box and emotion; objects keep their own fusion."""
+    photo = [
+        RawBox("happy", 0.6, (10, 10, 60, 60)),
+        RawBox("sad", 0.05, (200, 20, 240, 70)),  # under the face threshold in the photo...
+        RawBox("car", 0.5, (0, 100, 200, 200)),
+    ]
+    mirror = [
+        RawBox("neutral", 0.8, (262, 12, 312, 62)),  # the happy face, mirrored: one face, this view's
+        RawBox("anger", 0.3, (80, 20, 120, 70)),  # ...found in the mirror image: x 200-240 in the photo
+        RawBox("sad", 0.05, (0, 180, 20, 200)),  # under the threshold in both views
+        RawBox("car", 0.3, (120, 100, 320, 200)),
+    ]
+    runner = MirrorRunner(photo, mirror)
+    detector = EmotionDetector(runner, None, object_conf=0.35, object_flip=True, face_flip=True)  # type: ignore[arg-type]
+    item = decode_image(corpus.encode(corpus.pattern((320, 240)), "JPEG"))
+    ((faces, objects),) = detector.detect_all([item])
+    assert [(f.label, round(f.confidence, 3)) for f in faces] == [("neutral", 0.8), ("anger", 0.3)]
+    assert faces[0].box == pytest.approx((8, 12, 58, 62)) and faces[1].box == pytest.approx(
+        (200, 20, 240, 70)
+    )
+    assert [(o.label, round(o.confidence, 3)) for o in objects] == [("car", 0.4)]
+
+    faces_only = EmotionDetector(MirrorRunner(photo, mirror), None, face_flip=True)  # type: ignore[arg-type]
+    ((faces, _),) = faces_only.detect_all([item])  # face_flip alone still runs the mirror pass
+    assert [f.label for f in faces] == ["neutral", "anger"]
+    unflipped = EmotionDetector(MirrorRunner(photo, mirror), None, object_conf=0.35, object_flip=True)  # type: ignore[arg-type]
+    ((faces, _),) = unflipped.detect_all([item])
+    assert [f.label for f in faces] == ["happy"]  # without face_flip the faces are the photo's
+
+
 class SizedRunner(StubRunner):
     """Fixed boxes per ``imgsz``: nothing at the shipped size, a small face at the second look's."""
 
@@ -508,6 +541,7 @@ def test_pass_options_come_from_the_metadata_with_plain_defaults() -> None:
     """The bot's loader and ``training.evaluate_detector`` read the same keys through ``pass_options``."""
     assert pass_options({}) == {
         "object_flip": False,
+        "face_flip": False,
         "second_look": None,
         "emotion_min": 0.0,
         "object_groups": (),
@@ -515,6 +549,7 @@ def test_pass_options_come_from_the_metadata_with_plain_defaults() -> None:
     }
     metadata = {
         "object_flip": True,
+        "face_flip": True,
         "second_look": {"imgsz": 480, "conf": 0.02, "face_check_min": 0.9},
         "emotion_min": 0.35,
         "object_groups": [{"label": "pet", "members": ["dog", "cat"], "conf": 0.05, "check_min": 0.5}],
@@ -522,6 +557,7 @@ def test_pass_options_come_from_the_metadata_with_plain_defaults() -> None:
     }
     assert pass_options(metadata) == {
         "object_flip": True,
+        "face_flip": True,
         "second_look": SecondLook(imgsz=480, conf=0.02, face_check_min=0.9),
         "emotion_min": 0.35,
         "object_groups": (ObjectGroup("pet", ("dog", "cat"), 0.05, 0.5),),

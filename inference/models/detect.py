@@ -16,7 +16,9 @@ names an ``object_check``, each object box must also pass ``inference.models.obj
 (p(its class) ≥ ``object_check_min``), so the objects can run at a lower threshold; with
 ``object_naming`` the check names each box's class itself and scores it (``ObjectNaming``). With
 ``object_flip`` the model also sees the mirror image and each object's confidence is the mean of the
-two views (``fuse_mirrored``); faces come from the photo itself. ``object_groups`` name a group
+two views (``fuse_mirrored``). With ``face_flip`` a face seen in either view counts, at the
+confidence of the view that sees it better (``faces_in_both_views``): the model finds some faces
+turned one way far better than their mirror images. ``object_groups`` name a group
 (``pet``) where the detector found one of its members but cannot tell which (``ObjectGroup``). With
 ``second_look``, a photo in which no face is found is searched once more at a larger size for small
 faces (``SecondLook``). A separate ``ObjectDetector`` (``OBJECT_WEIGHTS``, e.g. an OIV7 model)
@@ -126,6 +128,7 @@ class PassOptions(TypedDict):
     """How ``EmotionDetector`` uses its model beyond one plain pass (metadata keys of the same names)."""
 
     object_flip: bool
+    face_flip: bool
     second_look: SecondLook | None
     emotion_min: float
     object_groups: tuple[ObjectGroup, ...]
@@ -135,6 +138,7 @@ class PassOptions(TypedDict):
 def pass_options(metadata: dict[str, Any]) -> PassOptions:
     return PassOptions(
         object_flip=bool(metadata.get("object_flip", False)),
+        face_flip=bool(metadata.get("face_flip", False)),
         second_look=SecondLook.from_metadata(metadata.get("second_look")),
         emotion_min=float(metadata.get("emotion_min", 0.0)),
         object_groups=ObjectGroup.all_from_metadata(metadata.get("object_groups")),
@@ -343,6 +347,14 @@ def faces_over(boxes: Sequence[RawBox], conf: float) -> list[RawBox]:
     return one_box_per_face([b for b in boxes if is_known_emotion(b.label) and b.confidence >= conf])
 
 
+def faces_in_both_views(
+    photo: Sequence[RawBox], mirror: Sequence[RawBox], width: float, conf: float
+) -> list[RawBox]:
+    """The faces at ``conf`` or above in the photo or (mapped back) in its mirror image, one per face:
+    where both views see a face, the more confident view's box and emotion stay."""
+    return faces_over([*photo, *mirrored(mirror, width)], conf)
+
+
 def mirrored(boxes: Sequence[RawBox], width: float) -> list[RawBox]:
     """Boxes found in the mirror image, in the photo's own pixels."""
     return [
@@ -390,6 +402,7 @@ class EmotionDetector:
         face_check: FaceChecker | None = None,
         object_check: ObjectChecker | None = None,
         object_flip: bool = False,
+        face_flip: bool = False,
         second_look: SecondLook | None = None,
         emotion_min: float = 0.0,
         object_groups: Sequence[ObjectGroup] = (),
@@ -400,6 +413,7 @@ class EmotionDetector:
         self.face_check = face_check
         self.object_check = object_check
         self.object_flip = object_flip
+        self.face_flip = face_flip
         # Only behind a face check (the larger pass runs at a threshold no detector alone could use), and
         # only when it is larger than the first pass (EMOTION_IMGSZ may have raised that one).
         looks_closer = second_look is not None and second_look.imgsz > runner.imgsz
@@ -454,13 +468,15 @@ class EmotionDetector:
 
     def detect_all(self, images: Sequence[DecodedImage]) -> list[tuple[list[Face], list[DetectedObject]]]:
         """Faces and (for a joint model) objects of each image, from one pass of the model (with
-        ``object_flip``, one pass over each photo and its mirror image)."""
+        ``object_flip`` or ``face_flip``, one pass over each photo and its mirror image)."""
         photos = [item.image for item in images]
-        flip = self.object_flip and bool(self.object_names)
+        object_flip = self.object_flip and bool(self.object_names)
         predicted, mirror = (
-            self.runner.predict_with_mirror(photos) if flip else (self.runner.predict(photos), None)
+            self.runner.predict_with_mirror(photos)
+            if object_flip or self.face_flip
+            else (self.runner.predict(photos), None)
         )
-        faces_raw = [faces_over(boxes, self.face_conf) for boxes in predicted]
+        faces_raw = self._faces(photos, predicted, mirror if self.face_flip else None)
         if self.face_check is not None:
             faces_raw = [
                 self._checked(item.image, boxes) for item, boxes in zip(images, faces_raw, strict=True)
@@ -472,13 +488,27 @@ class EmotionDetector:
             ]
         results = []
         for item, faces, boxes in zip(
-            images, faces_raw, self._object_boxes(images, predicted, mirror), strict=True
+            images,
+            faces_raw,
+            self._object_boxes(images, predicted, mirror if object_flip else None),
+            strict=True,
         ):
             things = [b for b in boxes if b.confidence >= self.object_conf]
             things = self._checked_objects(item.image, things)
             things += self._groups(item.image, boxes, named={b.label for b in things})
             results.append((_faces(item, faces), _objects(item, things)))
         return results
+
+    def _faces(
+        self, photos: list[Image.Image], predicted: list[list[RawBox]], mirror: list[list[RawBox]] | None
+    ) -> list[list[RawBox]]:
+        """The face boxes over the face threshold in each photo (and its mirror image when given)."""
+        if mirror is None:
+            return [faces_over(boxes, self.face_conf) for boxes in predicted]
+        return [
+            faces_in_both_views(boxes, flipped, photo.width, self.face_conf)
+            for photo, boxes, flipped in zip(photos, predicted, mirror, strict=True)
+        ]
 
     @staticmethod
     def _object_boxes(
