@@ -236,6 +236,7 @@ def test_evaluation_on_fixture_split(tiny_emotion: Path, fixture_data: Path, tmp
         assert report["conf_grid"][key]["0"] == report[key]["dominant_face_accuracy"]
         assert report["conf_grid"][key]["1"] == 0.0  # nothing reaches conf 1: every answer is wrong
         assert 0.0 <= report["bot_path_map"][key]["map50"] <= 1.0
+        assert 0.0 <= report["bot_faces_map"][key]["map50"] <= 1.0
         confusion = report[key]["confusion"]
         assert sum(sum(row.values()) for row in confusion.values()) == 6
     classifier_labels = {p for row in report["with_classifier"]["confusion"].values() for p in row}
@@ -380,6 +381,48 @@ def test_bot_path_map_scores_perfect_and_wrong_detections() -> None:
     assert good["map50"] == pytest.approx(1.0, abs=0.01) and good["map50_95"] == pytest.approx(1.0, abs=0.01)
     assert set(good["per_class_ap50"]) == {"happy", "sad"}
     assert bad["map50"] == 0.0
+
+
+class MirrorStub:
+    """A runner whose mirror-image call returns the given boxes (in the mirror's pixels)."""
+
+    def __init__(self, mirror: list, conf: float = 0.001) -> None:
+        self.mirror = mirror
+        self.conf = conf
+        self.calls = 0
+
+    def predict(self, images: list) -> list:
+        self.calls += len(images)
+        return [list(self.mirror) for _ in images]
+
+
+def test_bot_face_boxes_keep_one_box_per_face_and_with_face_flip_the_mirrors_faces() -> None:
+    """The bot's faces: a duplicate box of one face goes; with ``face_flip`` a face only the mirror image
+    shows is added, mapped back, which lifts the recall the mAP sees."""
+    from inference.images import DecodedImage
+    from inference.models.detect import RawBox
+    from training.evaluate_detector import Sample, bot_face_boxes, bot_path_map
+
+    item = DecodedImage(image=Image.new("RGB", (100, 80)), original_size=(100, 80), format="JPEG")
+    samples = [
+        Sample(Path("a.jpg"), [("happy", (10.0, 10.0, 40.0, 50.0)), ("sad", (60.0, 10.0, 90.0, 50.0))])
+    ]
+    photo = [RawBox("happy", 0.9, (10.0, 10.0, 40.0, 50.0)), RawBox("sad", 0.3, (11.0, 10.0, 40.0, 50.0))]
+    mirror = [RawBox("sad", 0.7, (10.0, 10.0, 40.0, 50.0))]  # x 60-90 in the photo
+
+    plain = bot_face_boxes(MirrorStub(mirror), [(item, photo)], face_flip=False)
+    assert [(b.label, b.confidence) for b in plain[0][1]] == [("happy", 0.9)]
+    runner = MirrorStub(mirror)
+    flipped = bot_face_boxes(runner, [(item, photo)], face_flip=True)
+    assert [(b.label, b.box) for b in flipped[0][1]] == [
+        ("happy", (10.0, 10.0, 40.0, 50.0)),
+        ("sad", (60.0, 10.0, 90.0, 50.0)),
+    ]
+    assert runner.calls == 1
+    assert (
+        bot_path_map(samples, flipped, None, NAMES)["map50"]
+        > bot_path_map(samples, plain, None, NAMES)["map50"]
+    )
 
 
 def test_mean_ap_counts_boxes_on_photos_without_that_object_as_false() -> None:

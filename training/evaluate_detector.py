@@ -251,6 +251,26 @@ def bot_path_map(
     return mean_ap(truths, predictions, names)
 
 
+def bot_face_boxes(runner: Any, detections: Sequence[Any], face_flip: bool) -> list[tuple[Any, list[Any]]]:
+    """The face boxes the bot passes on from each photo's raw boxes at the runner's conf: one per face
+    (``faces_over``) and, with ``face_flip``, those of the mirror image too (``faces_in_both_views``)."""
+    from PIL import ImageOps
+
+    from inference.models.detect import faces_in_both_views, faces_over
+
+    if not face_flip:
+        return [(item, faces_over(boxes, runner.conf)) for item, boxes in detections]
+    return [
+        (
+            item,
+            faces_in_both_views(
+                boxes, runner.predict([ImageOps.mirror(item.image)])[0], item.image.width, runner.conf
+            ),
+        )
+        for item, boxes in detections
+    ]
+
+
 Scored = tuple[int, float, Box]  # (class index, score, box in photo pixels)
 
 
@@ -427,6 +447,11 @@ def evaluate_closeups(args: argparse.Namespace) -> dict[str, Any]:
     report["bot_path_map"] = {"detector_only": bot_path_map(samples, detections, None, names)}
     if classifier is not None:
         report["bot_path_map"]["with_classifier"] = bot_path_map(samples, detections, classifier, names)
+    # The same boxes as the bot keeps them: one per face, the mirror image's too with face_flip.
+    faces = bot_face_boxes(runner, detections, pass_options(metadata)["face_flip"])
+    report["bot_faces_map"] = {"detector_only": bot_path_map(samples, faces, None, names)}
+    if classifier is not None:
+        report["bot_faces_map"]["with_classifier"] = bot_path_map(samples, faces, classifier, names)
     chosen = report["conf_grid"]["with_classifier" if classifier is not None else "detector_only"]
     report["suggested_conf"] = suggest_conf(chosen)
 
