@@ -256,18 +256,14 @@ def bot_face_boxes(runner: Any, detections: Sequence[Any], face_flip: bool) -> l
     (``faces_over``) and, with ``face_flip``, those of the mirror image too (``faces_in_both_views``)."""
     from PIL import ImageOps
 
-    from inference.models.detect import faces_in_both_views, faces_over
+    from inference.models.detect import faces_in_both_views
 
-    if not face_flip:
-        return [(item, faces_over(boxes, runner.conf)) for item, boxes in detections]
+    mirrors = [
+        runner.predict([ImageOps.mirror(item.image)])[0] if face_flip else [] for item, _ in detections
+    ]
     return [
-        (
-            item,
-            faces_in_both_views(
-                boxes, runner.predict([ImageOps.mirror(item.image)])[0], item.image.width, runner.conf
-            ),
-        )
-        for item, boxes in detections
+        (item, faces_in_both_views(boxes, flipped, item.image.width, runner.conf))
+        for (item, boxes), flipped in zip(detections, mirrors, strict=True)
     ]
 
 

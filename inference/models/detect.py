@@ -351,7 +351,8 @@ def faces_in_both_views(
     photo: Sequence[RawBox], mirror: Sequence[RawBox], width: float, conf: float
 ) -> list[RawBox]:
     """The faces at ``conf`` or above in the photo or (mapped back) in its mirror image, one per face:
-    where both views see a face, the more confident view's box and emotion stay."""
+    where both views see a face, the more confident view's box and emotion stay. With no mirror boxes
+    (``face_flip`` off) these are the photo's own faces, ``faces_over``."""
     return faces_over([*photo, *mirrored(mirror, width)], conf)
 
 
@@ -503,8 +504,7 @@ class EmotionDetector:
         self, photos: list[Image.Image], predicted: list[list[RawBox]], mirror: list[list[RawBox]] | None
     ) -> list[list[RawBox]]:
         """The face boxes over the face threshold in each photo (and its mirror image when given)."""
-        if mirror is None:
-            return [faces_over(boxes, self.face_conf) for boxes in predicted]
+        mirror = mirror if mirror is not None else [[] for _ in predicted]
         return [
             faces_in_both_views(boxes, flipped, photo.width, self.face_conf)
             for photo, boxes, flipped in zip(photos, predicted, mirror, strict=True)
